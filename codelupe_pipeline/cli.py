@@ -1,0 +1,225 @@
+"""`codelupe`: run the pipeline once, inspect settings and the champion, open the UIs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from codelupe_pipeline.settings import CHECKOUT_DIR, Settings
+
+DAGSTER_YAML = CHECKOUT_DIR / "dagster.yaml"
+WORKSPACE_YAML = CHECKOUT_DIR / "workspace.yaml"
+
+
+def prepare_dagster_home(settings: Settings) -> Path:
+    """Point DAGSTER_HOME at <data_dir>/dagster holding the project's dagster.yaml (Dagster reads it there)."""
+    home = settings.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    target = home / "dagster.yaml"
+    if not target.exists() or target.read_text() != DAGSTER_YAML.read_text():
+        shutil.copyfile(DAGSTER_YAML, target)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def _metadata(result: Any, key: str) -> dict[str, Any]:
+    """The metadata of the materialization of `key` in an in-process run result, as plain values."""
+    for event in result.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        if materialization.asset_key.to_user_string() == key:
+            return {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+    return {}
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    prepare_dagster_home(settings)
+    import dagster as dg
+
+    from codelupe_pipeline.definitions import build_definitions
+
+    defs = build_definitions(settings)
+    # Dagster's console logger at INFO: step progress without every engine event.
+    run_config: dict[str, Any] = {"ops": {}, "loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    if args.steps is not None:
+        run_config["ops"]["lora_adapter"] = {"config": {"max_steps": args.steps}}
+    if args.tasks is not None:
+        run_config["ops"]["humaneval_benchmark"] = {"config": {"task_limit": args.tasks}}
+    print(f"CodeLupe: data in {settings.data_dir}, model {settings.model}, device {settings.device}")
+    started = time.monotonic()
+    with dg.DagsterInstance.get() as instance:
+        result = defs.resolve_job_def("full_pipeline").execute_in_process(
+            run_config=run_config, instance=instance, raise_on_error=False
+        )
+    elapsed = time.monotonic() - started
+    raw = _metadata(result, "raw_code_files")
+    snapshot = _metadata(result, "curated_snapshot")
+    adapter = _metadata(result, "lora_adapter")
+    bench = _metadata(result, "humaneval_benchmark")
+    version = _metadata(result, "registered_model_version")
+    status = "succeeded" if result.success else "FAILED"
+    lines = [
+        f"run:              {result.run_id} ({status}, {elapsed:.0f} s)",
+        f"files ingested:   {raw.get('dagster/row_count', '?')} current "
+        f"(+{raw.get('files_added', 0)} added, {raw.get('sources_failed', 0)} sources failed)",
+    ]
+    if snapshot:
+        lines += [
+            f"files kept:       {snapshot['dagster/row_count']} "
+            f"(train {snapshot['train_rows']}, validation {snapshot['validation_rows']})",
+            f"snapshot version: {snapshot['snapshot_version']}",
+        ]
+    else:
+        lines.append("snapshot:         unchanged since the last run: nothing new to train (`codelupe champion`)")
+    if adapter:
+        lines.append(
+            f"training loss:    {_fmt(adapter['train_loss_first'])} -> {_fmt(adapter['train_loss_last'])} "
+            f"(validation {_fmt(adapter['val_loss_before'])} -> {_fmt(adapter['val_loss_after'])})"
+        )
+    if bench:
+        lines.append(
+            f"HumanEval pass@1: {_fmt(bench.get('pass@1'))} over {bench.get('tasks')} tasks "
+            f"(sandbox: {bench.get('sandbox_isolation')})"
+        )
+    if version:
+        alias = "champion" if version["promoted_to_champion"] else "challenger"
+        lines.append(
+            f"MLflow model:     {version['model']} version {version['version']} "
+            f"({alias}: {version['promotion_reason']})"
+        )
+    print("\n=== CodeLupe run summary ===\n" + "\n".join(lines))
+    print("\nOpen the UIs on this state:  make ui   (Dagster http://127.0.0.1:3000, MLflow http://127.0.0.1:5000)")
+    return 0 if result.success else 1
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    rows = Settings.describe()
+    width = max(len(env) for env, _, _ in rows)
+    for (env, default, help_), current in zip(rows, vars(settings).values(), strict=True):
+        shown = ",".join(current) if isinstance(current, tuple) else str(current)
+        print(f"{env:<{width}}  {shown}\n{'':<{width}}  {help_} (default: {default})")
+    return 0
+
+
+def cmd_champion(args: argparse.Namespace) -> int:
+    from codelupe_pipeline.registry.mlflow_store import CHALLENGER, CHAMPION, ModelRegistry
+
+    settings = Settings.from_env()
+    registry = ModelRegistry(
+        settings.resolved_mlflow_tracking_uri, settings.registered_model, settings.mlflow_artifact_root
+    )
+    versions = registry.versions()
+    if not versions:
+        print(f"no versions of {settings.registered_model} yet: run `codelupe run` first")
+        return 1
+    for alias in (CHAMPION, CHALLENGER):
+        info = registry.alias(alias)
+        if info is None:
+            print(f"{alias}: none")
+            continue
+        print(f"{alias}: {settings.registered_model} v{info.version} (run {info.run_id})")
+        for key in (
+            "dataset_version",
+            "dataset_rows",
+            "base_model",
+            "humaneval_pass_at_1",
+            "promotion_reason",
+        ):
+            print(f"  {key}: {info.tags.get(key, '')}")
+    print("history: " + ", ".join(f"v{v.version}{'*' if CHAMPION in v.aliases else ''}" for v in versions))
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    home = prepare_dagster_home(settings)
+    settings.mlflow_artifact_root.mkdir(parents=True, exist_ok=True)
+    bin_dir = Path(sys.executable).parent
+    procs = [
+        subprocess.Popen(
+            [
+                str(bin_dir / "dagster"),
+                "dev",
+                "-w",
+                str(WORKSPACE_YAML),
+                "-h",
+                args.host,
+                "-p",
+                str(args.dagster_port),
+            ],
+            env={**os.environ, "DAGSTER_HOME": str(home)},
+        ),
+        subprocess.Popen(
+            [
+                str(bin_dir / "mlflow"),
+                "server",
+                "--backend-store-uri",
+                settings.resolved_mlflow_tracking_uri,
+                "--artifacts-destination",
+                str(settings.mlflow_artifact_root),
+                "--host",
+                args.host,
+                "--port",
+                str(args.mlflow_port),
+            ]
+        ),
+    ]
+    print(f"Dagster UI: http://{args.host}:{args.dagster_port}   MLflow UI: http://{args.host}:{args.mlflow_port}")
+    print("Ctrl-C stops both.")
+    try:
+        while all(p.poll() is None for p in procs):
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="codelupe", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="materialize the whole pipeline once, headless, and print a summary")
+    run.add_argument("--steps", type=int, help="training steps (default: the model profile's)")
+    run.add_argument("--tasks", type=int, help="score only the first N HumanEval tasks (default: all 164)")
+    run.set_defaults(func=cmd_run)
+    sub.add_parser("config", help="every setting, its environment variable and current value").set_defaults(
+        func=cmd_config
+    )
+    sub.add_parser("champion", help="the current champion and challenger with their lineage").set_defaults(
+        func=cmd_champion
+    )
+    ui = sub.add_parser("ui", help="serve the Dagster UI and the MLflow UI on the same state")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--dagster-port", type=int, default=3000)
+    ui.add_argument("--mlflow-port", type=int, default=5000)
+    ui.set_defaults(func=cmd_ui)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ValueError as exc:  # bad settings or sources file: say what, not a traceback
+        print(f"codelupe: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Dagster resources: where state lives and what computes. Each wraps a plain module; none holds logic."""
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from pydantic import Field
+
+from codelupe_pipeline.ingest.scan import ScanRules
+from codelupe_pipeline.ingest.sources import Source, load_sources
+from codelupe_pipeline.registry.mlflow_store import ModelRegistry
+from codelupe_pipeline.settings import Settings
+from codelupe_pipeline.train.profiles import ModelProfile, resolve_profile
+
+
+class StorageResource(dg.ConfigurableResource):
+    """The data directory: raw git clones, curated snapshots, base models, adapters, evaluation results."""
+
+    data_dir: str = Field(description="Root of all CodeLupe state (CODELUPE_DATA_DIR).")
+
+    @property
+    def root(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def git_dir(self) -> Path:
+        return self.root / "raw" / "git"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.root / "snapshots"
+
+    @property
+    def base_models_dir(self) -> Path:
+        return self.root / "models" / "base"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.root / "models" / "adapters"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.root / "eval"
+
+
+class SourcesResource(dg.ConfigurableResource):
+    """What to ingest: the sources file and the file-level rules applied to every source."""
+
+    sources_file: str = Field(description="YAML list of sources (CODELUPE_SOURCES_FILE); absent = Python stdlib.")
+    languages: list[str] = Field(description="Languages kept at ingestion (CODELUPE_LANGUAGES).")
+    max_file_bytes: int = Field(default=1_000_000, description="Larger files are skipped.")
+    stdlib_max_files: int = Field(default=300, description="Files taken from the stdlib default corpus.")
+
+    def load(self) -> list[Source]:
+        return load_sources(Path(self.sources_file), self.stdlib_max_files)
+
+    def rules(self) -> ScanRules:
+        return ScanRules(languages=frozenset(self.languages), max_file_bytes=self.max_file_bytes)
+
+
+class DuckDBWarehouse(dg.ConfigurableResource):
+    """The DuckDB warehouse file. DuckDB allows one writer process: assets using it share the `duckdb` pool
+    (limit 1), and a connection waits for another process's lock instead of failing at once."""
+
+    path: str = Field(description="DuckDB database file (<data_dir>/warehouse.duckdb).")
+    lock_timeout_seconds: float = Field(default=300.0, description="How long to wait for another writer.")
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout_seconds
+        delay = 0.1
+        while True:
+            try:
+                con = duckdb.connect(self.path)
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """The MLflow tracking store and model registry (a SQLite file by default, Postgres when configured)."""
+
+    tracking_uri: str = Field(description="MLflow tracking/registry URI (CODELUPE_MLFLOW_TRACKING_URI).")
+    artifact_root: str = Field(description="Where run artifacts (adapters, tables) are stored.")
+    registered_model: str = Field(description="Registered model name (CODELUPE_REGISTERED_MODEL).")
+    ui_url: str = Field(default="http://127.0.0.1:5000", description="Base URL of the MLflow UI, for links.")
+
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry(self.tracking_uri, self.registered_model, Path(self.artifact_root))
+
+
+class ComputeResource(dg.ConfigurableResource):
+    """The device that trains and generates: `auto` takes CUDA when a GPU is present."""
+
+    device: str = Field(default="auto", description="auto, cpu or cuda (CODELUPE_DEVICE).")
+
+    def resolve(self) -> str:
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(
+                f"device {self.device!r} was requested but torch sees no CUDA GPU "
+                f"(torch {torch.__version__}); set CODELUPE_DEVICE=auto or cpu"
+            )
+        return self.device
+
+
+class ModelResource(dg.ConfigurableResource):
+    """Which base model to fine-tune: a profile name, a hub id or a local model directory."""
+
+    model: str = Field(default="tiny", description="Profile, hub id or local path (CODELUPE_MODEL).")
+
+    def profile(self) -> ModelProfile:
+        return resolve_profile(self.model)
+
+
+def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    return {
+        "storage": StorageResource(data_dir=str(settings.data_dir)),
+        "sources": SourcesResource(
+            sources_file=str(settings.sources_file),
+            languages=list(settings.languages),
+            max_file_bytes=settings.max_file_bytes,
+            stdlib_max_files=settings.stdlib_max_files,
+        ),
+        "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path)),
+        "mlflow": MlflowResource(
+            tracking_uri=settings.resolved_mlflow_tracking_uri,
+            artifact_root=str(settings.mlflow_artifact_root),
+            registered_model=settings.registered_model,
+        ),
+        "compute": ComputeResource(device=settings.device),
+        "model": ModelResource(model=settings.model),
+    }
