@@ -83,10 +83,12 @@ def humaneval_benchmark(
     results_file = storage.eval_dir / f"{lora_adapter.snapshot_version}-{context.run_id[:8]}-humaneval.json"
     results_file.write_text(json.dumps(result.as_dict(), indent=2))
     registry = mlflow.registry()
-    registry.log_metrics(
-        lora_adapter.mlflow_run_id, {metric_name("humaneval", k): v for k, v in result.pass_at.items()}
-    )
+    scores = {metric_name("humaneval", k): v for k, v in result.pass_at.items()}
+    registry.log_metrics(lora_adapter.mlflow_run_id, scores)
     registry.log_json(lora_adapter.mlflow_run_id, result.as_dict(), "evaluation/humaneval.json")
+    registry.set_version_tags(
+        lora_adapter.model_version, {**{k: f"{v:.6f}" for k, v in scores.items()}, "stage": "benchmarked"}
+    )
 
     failing = [t for t in result.tasks if t.passed < t.samples][:15]
     return dg.Output(

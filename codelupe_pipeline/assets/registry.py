@@ -6,7 +6,7 @@ from pydantic import Field
 from codelupe_pipeline.assets.evaluation import HUMANEVAL_BENCHMARK, metric_name
 from codelupe_pipeline.assets.training import LORA_ADAPTER, AdapterRef
 from codelupe_pipeline.evaluate.benchmark import BenchmarkResult
-from codelupe_pipeline.registry.mlflow_store import CHALLENGER, CHAMPION
+from codelupe_pipeline.registry.mlflow_store import CHAMPION
 from codelupe_pipeline.registry.promotion import PromotionPolicy, decide
 from codelupe_pipeline.resources import MlflowResource
 
@@ -39,9 +39,9 @@ def _scores(tags: dict[str, str]) -> dict[str, float]:
     kinds={"mlflow"},
     code_version="1",
     description=(
-        "The adapter registered as a new version of the MLflow model, tagged with its dataset snapshot, base "
-        "model, benchmark scores and Dagster run. It takes the `challenger` alias; `champion` moves to it only "
-        "when it beats the champion on pass@1 by the configured margin without regressing other scores."
+        "The promotion gate on the adapter's MLflow model version (registered by training as `challenger`, "
+        "scored by the benchmark): `champion` moves to it only when it beats the champion on pass@1 by the "
+        "configured margin without regressing other scores; the decision and its reason become version tags."
     ),
 )
 def registered_model_version(
@@ -59,38 +59,29 @@ def registered_model_version(
         _scores(champion.tags) if champion else None,
         PromotionPolicy(primary_metric=PRIMARY_METRIC, margin=config.margin, tolerance=config.tolerance),
     )
-    tags = {
-        **{k: f"{v:.6f}" for k, v in scores.items()},
-        "dataset_version": lora_adapter.snapshot_version,
-        "dataset_rows": str(lora_adapter.snapshot_rows),
-        "base_model": lora_adapter.base_model.location,
-        "base_model_profile": lora_adapter.base_model.profile,
-        "dagster_run_id": context.run_id,
-        "val_loss": f"{lora_adapter.val_loss_after:.6f}" if lora_adapter.val_loss_after is not None else "",
-        "promoted": str(decision.promote).lower(),
-        "promotion_reason": decision.reason,
-        "champion_at_registration": champion.version if champion else "",
-    }
-    version = registry.register(
-        lora_adapter.mlflow_run_id,
-        tags,
-        description=f"LoRA on {lora_adapter.base_model.profile}, dataset {lora_adapter.snapshot_version}",
+    version = lora_adapter.model_version
+    registry.set_version_tags(
+        version,
+        {
+            **{k: f"{v:.6f}" for k, v in scores.items()},
+            "promoted": str(decision.promote).lower(),
+            "promotion_reason": decision.reason,
+            "champion_at_decision": champion.version if champion else "",
+            "stage": "champion" if decision.promote else "challenger",
+        },
     )
-    registry.set_alias(CHALLENGER, version.version)
     if decision.promote:
-        registry.set_alias(CHAMPION, version.version)
-    context.log.info(f"registered {registry.model_name} v{version.version}: {decision.reason}")
+        registry.set_alias(CHAMPION, version)
+    context.log.info(f"{registry.model_name} v{version}: {decision.reason}")
     return dg.MaterializeResult(
         metadata={
             "model": registry.model_name,
-            "version": version.version,
+            "version": version,
             "promoted_to_champion": decision.promote,
             "promotion_reason": decision.reason,
             "previous_champion": champion.version if champion else "",
             "dataset_version": lora_adapter.snapshot_version,
-            **{k: v for k, v in scores.items()},
-            "mlflow_model": dg.MetadataValue.url(
-                f"{mlflow.ui_url}/#/models/{registry.model_name}/versions/{version.version}"
-            ),
+            **scores,
+            "mlflow_model": dg.MetadataValue.url(f"{mlflow.ui_url}/#/models/{registry.model_name}/versions/{version}"),
         }
     )

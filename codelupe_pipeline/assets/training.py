@@ -9,6 +9,7 @@ from pydantic import Field
 from codelupe_pipeline.assets.curation import CURATED_SNAPSHOT
 from codelupe_pipeline.assets.metadata import markdown_table
 from codelupe_pipeline.curate.snapshot import SnapshotInfo, load_snapshot
+from codelupe_pipeline.registry.mlflow_store import CHALLENGER
 from codelupe_pipeline.resources import ComputeResource, MlflowResource, ModelResource, StorageResource
 from codelupe_pipeline.settings import CHECKOUT_DIR
 from codelupe_pipeline.train.base_model import BaseModelRef, build_tiny_model
@@ -30,6 +31,7 @@ class AdapterRef:
     base_model: BaseModelRef
     val_loss_before: float | None
     val_loss_after: float | None
+    model_version: str  # the MLflow model version registered for this adapter (alias `challenger`)
 
 
 def git_commit() -> str:
@@ -152,8 +154,9 @@ def _loss_table(result: TrainingResult, rows: int = 12) -> dg.MetadataValue:
     code_version="1",
     description=(
         "A LoRA adapter trained on the curated snapshot's train split (QLoRA in 4-bit on CUDA, fp32 on CPU), "
-        "logged to MLflow with its parameters, loss curve and artifacts. Adapters are never overwritten: "
-        "each lands in its own directory named after the snapshot and the Dagster run."
+        "logged to MLflow with its parameters, loss curve and artifacts, and registered as a new model version "
+        "with the alias `challenger`. Adapters are never overwritten: each lands in its own directory named "
+        "after the snapshot and the Dagster run."
     ),
 )
 def lora_adapter(
@@ -232,6 +235,24 @@ def lora_adapter(
         },
     )
     registry.end_run(run_id)
+    # Every trained adapter becomes a model version at once (alias `challenger`); the benchmark adds its
+    # scores and the promotion gate decides whether it also becomes `champion`.
+    version = registry.register(
+        run_id,
+        tags={
+            "dataset_version": snapshot.version,
+            "dataset_rows": str(snapshot.row_count),
+            "base_model": base_model.location,
+            "base_model_profile": base_model.profile,
+            "dagster_run_id": context.run_id,
+            "git_commit": git_commit(),
+            "val_loss": f"{result.final_val_loss:.6f}" if result.final_val_loss is not None else "",
+            "stage": "trained, not yet benchmarked",
+        },
+        description=f"LoRA on {base_model.profile}, dataset snapshot {snapshot.version}",
+    )
+    registry.set_alias(CHALLENGER, version.version)
+    context.log.info(f"registered {registry.model_name} v{version.version} as {CHALLENGER}")
     ref = AdapterRef(
         directory=str(out_dir),
         mlflow_run_id=run_id,
@@ -240,6 +261,7 @@ def lora_adapter(
         base_model=base_model,
         val_loss_before=result.initial_val_loss,
         val_loss_after=result.final_val_loss,
+        model_version=version.version,
     )
     return dg.Output(
         ref,
@@ -260,5 +282,6 @@ def lora_adapter(
             "loss_curve": _loss_table(result),
             "mlflow_run_id": run_id,
             "mlflow_run": dg.MetadataValue.url(registry.run_url(run_id, mlflow.ui_url)),
+            "model_version": version.version,
         },
     )
