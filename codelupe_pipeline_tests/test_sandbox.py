@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from codelupe_pipeline.evaluate.benchmark import score
 from codelupe_pipeline.evaluate.humaneval import HUMANEVAL_SHA256, file_sha256, humaneval_path, load_humaneval
 from codelupe_pipeline.evaluate.sandbox import Isolation, Sandbox, SandboxLimits, detect_isolation
+from codelupe_pipeline.settings import CHECKOUT_DIR
 
 
 @pytest.fixture(scope="module")
@@ -48,3 +53,18 @@ def test_limits_hold(sandbox: Sandbox) -> None:
     assert memory.status == "memory_exceeded"
     exited = sandbox.run_one("import sys\nsys.exit(0)\nassert False\n")
     assert exited.status == "failed"  # leaving before the tests ran is not a pass
+
+
+def test_works_when_the_interpreter_lives_under_tmp(tmp_path: Path) -> None:
+    """bubblewrap hides /tmp and $HOME; a virtual environment there must stay reachable (regression)."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    script = (
+        f"import sys; sys.path.insert(0, {str(CHECKOUT_DIR)!r})\n"
+        "from codelupe_pipeline.evaluate.sandbox import Sandbox\n"
+        "with Sandbox(workers=1) as box:\n"
+        "    print(box.run_one('print(6 * 7)').output.strip())\n"
+    )
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("42")

@@ -88,20 +88,26 @@ def _bwrap_prefix() -> list[str]:
     cmd = [
         "bwrap", "--die-with-parent", "--new-session",
         "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-        "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+        "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
     ]  # fmt: skip
     if os.getuid() != 0:
         cmd.append("--unshare-user")
+    # A fresh /tmp, and the user's home hidden (keys, tokens, shell history)...
+    hidden = ["/tmp"]
     home = os.path.expanduser("~")
-    if home not in ("/", "") and os.path.isdir(home):
-        # Hide the user's files (keys, tokens, shell history) but keep the interpreter reachable.
-        cmd += ["--perms", "0755", "--tmpfs", home]
-        for prefix in sorted({sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}):
-            if prefix.startswith(home + os.sep):
-                parts = Path(prefix).relative_to(home).parts
-                for depth in range(1, len(parts)):  # traversable parents for the unprivileged child
-                    cmd += ["--perms", "0755", "--dir", os.path.join(home, *parts[:depth])]
-                cmd += ["--ro-bind", prefix, prefix]
+    if home not in ("/", "/tmp", "") and os.path.isdir(home):
+        hidden.append(home)
+    for root in hidden:
+        cmd += ["--perms", "0755", "--tmpfs", root]
+    # ...but the interpreter and its virtual environment stay reachable, read-only, wherever they live.
+    for prefix in sorted({sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}):
+        root = next((r for r in hidden if prefix.startswith(r.rstrip("/") + os.sep)), None)
+        if root is None:
+            continue
+        parts = Path(prefix).relative_to(root).parts
+        for depth in range(1, len(parts)):  # traversable parents for the unprivileged child
+            cmd += ["--perms", "0755", "--dir", os.path.join(root, *parts[:depth])]
+        cmd += ["--ro-bind", prefix, prefix]
     cmd += [
         "--clearenv",
         "--setenv",
