@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.steps is not None:
         run_config["ops"]["lora_adapter"] = {"config": {"max_steps": args.steps}}
     if args.tasks is not None:
-        run_config["ops"]["humaneval_benchmark"] = {"config": {"task_limit": args.tasks}}
+        run_config["ops"]["model_evaluation"] = {"config": {"task_limit": args.tasks}}
     print(f"CodeLupe: data in {settings.data_dir}, model {settings.model}, device {settings.device}")
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
@@ -66,7 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     raw = _metadata(result, "raw_code_files")
     snapshot = _metadata(result, "curated_snapshot")
     adapter = _metadata(result, "lora_adapter")
-    bench = _metadata(result, "humaneval_benchmark")
+    evaluation = _metadata(result, "model_evaluation")
     version = _metadata(result, "registered_model_version")
     status = "succeeded" if result.success else "FAILED"
     lines = [
@@ -87,11 +88,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"training loss:    {_fmt(adapter['train_loss_first'])} -> {_fmt(adapter['train_loss_last'])} "
             f"(validation {_fmt(adapter['val_loss_before'])} -> {_fmt(adapter['val_loss_after'])})"
         )
-    if bench:
+    if evaluation:
+        scores = {k: v for k, v in evaluation.items() if isinstance(v, float) and ("_at_" in k or "your_stack" in k)}
         lines.append(
-            f"HumanEval pass@1: {_fmt(bench.get('pass@1'))} over {bench.get('tasks')} tasks "
-            f"(sandbox: {bench.get('sandbox_isolation')})"
+            f"evaluation:       sandbox {evaluation.get('sandbox_isolation')}, champion {evaluation['champion']}"
         )
+        lines += [f"  {name:<32}{_fmt(value)}" for name, value in sorted(scores.items())]
     if version:
         alias = "champion" if version["promoted_to_champion"] else "challenger"
         lines.append(
@@ -139,6 +141,93 @@ def cmd_champion(args: argparse.Namespace) -> int:
         ):
             print(f"  {key}: {info.tags.get(key, '')}")
     print("history: " + ", ".join(f"v{v.version}{'*' if CHAMPION in v.aliases else ''}" for v in versions))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Benchmark an adapter directory or a model version next to its base model (and the champion)."""
+    from codelupe_pipeline.assets.evaluation import EvaluationConfig, evaluation_settings, heldout_params
+    from codelupe_pipeline.curate.snapshot import load_snapshot
+    from codelupe_pipeline.evaluate.benchmarks import load_benchmarks
+    from codelupe_pipeline.evaluate.evaluation import Evaluator, Subject
+    from codelupe_pipeline.evaluate.heldout import build_heldout
+    from codelupe_pipeline.evaluate.report import (
+        adapter_base_model,
+        build_report,
+        comparison_rows,
+        plan,
+        registered_subject,
+    )
+    from codelupe_pipeline.evaluate.results import ResultsStore
+    from codelupe_pipeline.registry.mlflow_store import ModelRegistry
+    from codelupe_pipeline.resources import ComputeResource
+    from codelupe_pipeline.train.samples import read_snapshot_files
+
+    settings = Settings.from_env()
+    registry = ModelRegistry(
+        settings.resolved_mlflow_tracking_uri, settings.registered_model, settings.mlflow_artifact_root
+    )
+    adapters_cache = settings.eval_dir / "adapters"
+    if args.version:
+        info = registry.version(args.version) if args.version.isdigit() else registry.alias(args.version)
+        if info is None:
+            raise ValueError(f"--version {args.version}: no such version or alias of {settings.registered_model}")
+        candidate = registered_subject(registry, info, adapters_cache, label="version", cacheable=False)
+        candidate = replace(candidate, base_location=args.base or candidate.base_location)
+    else:
+        adapter = Path(args.adapter).expanduser().resolve()
+        if not (adapter / "adapter_config.json").exists():
+            raise ValueError(f"--adapter {adapter}: not a LoRA adapter directory (no adapter_config.json)")
+        base = args.base or adapter_base_model(adapter)
+        if not base:
+            raise ValueError(f"--adapter {adapter}: no base model recorded; pass --base")
+        candidate = Subject(f"adapter:{adapter}", f"adapter {adapter.name}", base, str(adapter))
+    subjects = plan(candidate, registry, adapters_cache, not args.no_base, not args.no_champion)
+
+    snapshot_version = args.snapshot
+    if snapshot_version is None and settings.snapshots_dir.exists():
+        manifests = sorted(settings.snapshots_dir.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
+        snapshot_version = manifests[-1].parent.name if manifests else "none"
+    config = EvaluationConfig(
+        benchmarks=[b for b in (args.benchmarks or "").split(",") if b],
+        task_limit=args.tasks,
+        samples_per_task=args.samples,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        backend=args.backend,
+        your_stack_tasks=0 if snapshot_version in (None, "none") else 200,
+    )
+    tiny = (Path(candidate.base_location) / "codelupe_profile.json").exists()
+    heldout = None
+    if snapshot_version not in (None, "none"):
+        snapshot = load_snapshot(settings.snapshots_dir, str(snapshot_version))
+        heldout = build_heldout(read_snapshot_files(snapshot.data_path, "validation"), heldout_params(config, tiny))
+    evaluator = Evaluator(
+        load_benchmarks(settings.benchmarks_file, config.benchmarks or None),
+        heldout,
+        evaluation_settings(config, tiny, settings.sandbox_isolation, settings.sandbox_workers),
+        ComputeResource(device=settings.device).resolve(),
+        ResultsStore(settings.eval_results_path),
+        progress=lambda line: print(line, flush=True),
+    )
+    run = evaluator.evaluate(subjects.subjects)
+    report = build_report(run, subjects, candidate.label)
+    rows: list[tuple[str, ...]] = [
+        ("metric", "base model", report.champion_label, candidate.label, "vs base", "vs champion")
+    ]
+    rows += [tuple(str(cell) for cell in row) for row in comparison_rows(report)]
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    print()
+    for row in rows:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
+    for summary in run.benchmarks:
+        if summary.skipped or summary.excluded:
+            print(f"{summary.name}: {summary.skipped or f'{len(summary.excluded)} task(s) excluded'}")
+    if report.champion_error:
+        print(f"champion not compared: {report.champion_error}")
+    if report.isolation_warning:
+        print(report.isolation_warning)
+    print(f"per-task results: {settings.eval_results_path}")
     return 0
 
 
@@ -200,8 +289,25 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="materialize the whole pipeline once, headless, and print a summary")
     run.add_argument("--steps", type=int, help="training steps (default: the model profile's)")
-    run.add_argument("--tasks", type=int, help="score only the first N HumanEval tasks (default: all 164)")
+    run.add_argument("--tasks", type=int, help="score only the first N tasks of each benchmark (default: all)")
     run.set_defaults(func=cmd_run)
+    evaluate = sub.add_parser(
+        "evaluate", help="benchmark an adapter directory or MLflow model version against its base and the champion"
+    )
+    which = evaluate.add_mutually_exclusive_group(required=True)
+    which.add_argument("--adapter", help="a LoRA adapter directory")
+    which.add_argument("--version", help="a version of the registered model: a number, champion or challenger")
+    evaluate.add_argument("--base", help="base model (default: the one the version or adapter records)")
+    evaluate.add_argument("--benchmarks", help="comma-separated benchmark names (default: every configured one)")
+    evaluate.add_argument("--tasks", type=int, default=0, help="first N tasks of each benchmark (default: all)")
+    evaluate.add_argument("--samples", type=int, default=1, help="completions per task, n (default: 1)")
+    evaluate.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    evaluate.add_argument("--max-new-tokens", type=int, default=0, help="per completion (default: 512)")
+    evaluate.add_argument("--backend", default="auto", help="auto, vllm or transformers")
+    evaluate.add_argument("--snapshot", help="snapshot version for the held-out set (default: latest; none: skip)")
+    evaluate.add_argument("--no-base", action="store_true", help="do not score the base model")
+    evaluate.add_argument("--no-champion", action="store_true", help="do not score the champion")
+    evaluate.set_defaults(func=cmd_evaluate)
     sub.add_parser("config", help="every setting, its environment variable and current value").set_defaults(
         func=cmd_config
     )

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from codelupe_pipeline.assets.curation import build_sql_model_assets, curated_snapshot, snapshot_rows_unique
-from codelupe_pipeline.assets.evaluation import humaneval_benchmark, sandbox_isolated
+from codelupe_pipeline.assets.evaluation import benchmarks_complete, model_evaluation, sandbox_isolated
 from codelupe_pipeline.assets.ingestion import raw_code_files
 from codelupe_pipeline.assets.registry import registered_model_version
 from codelupe_pipeline.assets.training import base_model, lora_adapter
@@ -24,10 +24,10 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             curated_snapshot,
             base_model,
             lora_adapter,
-            humaneval_benchmark,
+            model_evaluation,
             registered_model_version,
         ],
-        asset_checks=[snapshot_rows_unique, sandbox_isolated],
+        asset_checks=[snapshot_rows_unique, sandbox_isolated, benchmarks_complete],
         jobs=[full_pipeline_job, ingest_and_curate_job, train_and_evaluate_job],
         sensors=[
             build_growth_sensor(

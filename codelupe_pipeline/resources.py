@@ -9,6 +9,7 @@ import dagster as dg
 import duckdb
 from pydantic import Field
 
+from codelupe_pipeline.evaluate.results import ResultsStore
 from codelupe_pipeline.ingest.scan import ScanRules
 from codelupe_pipeline.ingest.sources import Source, load_sources
 from codelupe_pipeline.registry.mlflow_store import ModelRegistry
@@ -88,6 +89,18 @@ class DuckDBWarehouse(dg.ConfigurableResource):
             con.close()
 
 
+class EvaluationResource(dg.ConfigurableResource):
+    """What the evaluation scores and how its sandbox runs (deployment settings; run settings are dg.Config)."""
+
+    benchmarks_file: str = Field(description="Benchmarks file (CODELUPE_BENCHMARKS_FILE); absent = HumanEval.")
+    sandbox_isolation: str = Field(default="auto", description="auto, bubblewrap, unshare or none.")
+    sandbox_workers: int = Field(default=0, description="Parallel sandbox programs (0 = one per CPU).")
+    results_path: str = Field(description="DuckDB file of evaluation results (<data_dir>/eval/results.duckdb).")
+
+    def results(self) -> ResultsStore:
+        return ResultsStore(Path(self.results_path))
+
+
 class MlflowResource(dg.ConfigurableResource):
     """The MLflow tracking store and model registry (a SQLite file by default, Postgres when configured)."""
 
@@ -141,6 +154,12 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             tracking_uri=settings.resolved_mlflow_tracking_uri,
             artifact_root=str(settings.mlflow_artifact_root),
             registered_model=settings.registered_model,
+        ),
+        "evaluation": EvaluationResource(
+            benchmarks_file=str(settings.benchmarks_file),
+            sandbox_isolation=settings.sandbox_isolation,
+            sandbox_workers=settings.sandbox_workers,
+            results_path=str(settings.eval_results_path),
         ),
         "compute": ComputeResource(device=settings.device),
         "model": ModelResource(model=settings.model),

@@ -66,6 +66,20 @@ class Settings:
     registered_model: str = _setting(
         "CODELUPE_REGISTERED_MODEL", "codelupe-coder", "Name of the model in the MLflow model registry."
     )
+    benchmarks_file: Path = _setting(
+        "CODELUPE_BENCHMARKS_FILE",
+        CHECKOUT_DIR / "benchmarks.yaml",
+        "YAML file listing the benchmarks the evaluation executes. When absent, HumanEval alone.",
+    )
+    sandbox_isolation: str = _setting(
+        "CODELUPE_SANDBOX_ISOLATION",
+        "auto",
+        "How the code sandbox isolates programs: auto (the strongest available, loudly degraded), "
+        "bubblewrap (fail without it), unshare or none.",
+    )
+    sandbox_workers: int = _setting(
+        "CODELUPE_SANDBOX_WORKERS", 0, "Programs the sandbox runs in parallel (0 = one per available CPU)."
+    )
     retrain_min_new_rows: int = _setting(
         "CODELUPE_RETRAIN_MIN_NEW_ROWS",
         1000,
@@ -129,6 +143,10 @@ class Settings:
     @property
     def eval_dir(self) -> Path:
         return self.data_dir / "eval"
+
+    @property
+    def eval_results_path(self) -> Path:
+        return self.eval_dir / "results.duckdb"
 
     @property
     def mlflow_dir(self) -> Path:

@@ -12,7 +12,9 @@ from codelupe_pipeline_tests.corpus import build_fixture_corpus
 FAST_RUN_CONFIG = {
     "ops": {
         "lora_adapter": {"config": {"max_steps": 6, "eval_every": 3, "micro_batch_size": 4, "seq_len": 128}},
-        "humaneval_benchmark": {"config": {"task_limit": 3, "max_new_tokens": 24}},
+        "model_evaluation": {
+            "config": {"task_limit": 3, "max_new_tokens": 16, "your_stack_tasks": 3, "perplexity_max_chars": 20_000}
+        },
     }
 }
 

@@ -49,7 +49,7 @@ def test_full_chain_then_idempotent_rerun(settings: Settings) -> None:
         assert set(done) >= {
             "raw_code_files", "stg_raw_files", "file_features", "file_verdicts", "deduped_files",
             "curated_files", "curation_funnel", "curated_snapshot", "base_model", "lora_adapter",
-            "humaneval_benchmark", "registered_model_version",
+            "model_evaluation", "registered_model_version",
         }  # fmt: skip
 
         # Ingestion: both sources, every language, the README skipped.
@@ -80,7 +80,7 @@ def test_full_chain_then_idempotent_rerun(settings: Settings) -> None:
         assert "humaneval_pass_at_1" in version.tags
         run = client.get_run(version.run_id)
         assert "humaneval_pass_at_1" in run.data.metrics
-        assert run.data.metrics["humaneval_pass_at_1"] == done["humaneval_benchmark"]["pass@1"]
+        assert run.data.metrics["humaneval_pass_at_1"] == done["model_evaluation"]["humaneval_pass_at_1"]
         assert client.get_model_version_by_alias(settings.registered_model, "champion").version == version.version
         artifacts = {a.path for a in client.list_artifacts(version.run_id, "adapter")}
         assert "adapter/adapter_model.safetensors" in artifacts

@@ -136,3 +136,13 @@ class ModelRegistry:
     def set_version_tags(self, version: str, tags: Mapping[str, str]) -> None:
         for key, value in tags.items():
             self.client.set_model_version_tag(self.model_name, version, key, str(value))
+
+    # Evaluation
+    def download_artifacts(self, run_id: str, artifact_path: str, destination: Path) -> Path:
+        """A run's artifact directory, downloaded under `destination` (an adapter, to re-score a champion)."""
+        destination.mkdir(parents=True, exist_ok=True)
+        return Path(self.client.download_artifacts(run_id, artifact_path, str(destination)))
+
+    def log_table(self, run_id: str, columns: Mapping[str, list[Any]], artifact_file: str) -> None:
+        """A table the MLflow UI shows in the run's artifacts (column name -> values)."""
+        self.client.log_table(run_id, data=dict(columns), artifact_file=artifact_file)
