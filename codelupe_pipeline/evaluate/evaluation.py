@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -134,6 +134,50 @@ def _selected(benchmark: Benchmark, task_limit: int) -> list[Task]:
     return benchmark.tasks[:task_limit] if task_limit else list(benchmark.tasks)
 
 
+def submit(sandbox: Sandbox, task: Task, completion: str) -> Future[ExecResult]:
+    """Run the task's program for one completion in the sandbox, in its language's toolchain."""
+    program, limits = toolchain(task.language).program(task.program(completion), sandbox.limits)
+    return sandbox.submit(program, limits)
+
+
+@dataclass
+class Executed:
+    metrics: dict[str, float]
+    rows: list[TaskRow]
+    status_counts: dict[str, int]
+    wait_seconds: float  # how long execution still ran after the last completion arrived
+
+
+def execute_completions(
+    sandbox: Sandbox, benchmark: str, tasks: Sequence[Task], completions: Iterable[tuple[int, str]]
+) -> Executed:
+    """Execute (task index, completion) pairs as they arrive; per-task rows and pass@k for every k the
+    number of samples per task allows."""
+    pending: list[list[tuple[str, Future[ExecResult]]]] = [[] for _ in tasks]
+    for index, completion in completions:
+        pending[index].append((completion, submit(sandbox, tasks[index], completion)))
+    waited = time.perf_counter()
+    rows, counts = [], Counter[str]()
+    for task, samples in zip(tasks, pending, strict=True):
+        row = TaskRow(task.task_id, task.language, completion=samples[0][0] if samples else "")
+        for _, future in samples:
+            outcome = future.result()
+            row.samples += 1
+            row.passed += int(outcome.passed)
+            row.statuses[outcome.status.value] = row.statuses.get(outcome.status.value, 0) + 1
+            counts[outcome.status.value] += 1
+            if not outcome.passed and not row.first_failure:
+                row.first_failure = f"{outcome.status.value}: {outcome.detail}"[:500]
+        rows.append(row)
+    per_task = [(r.samples, r.passed) for r in rows]
+    metrics = {
+        metric_name(benchmark, f"pass@{k}"): value
+        for k in PASS_AT_K
+        if (value := mean_pass_at_k(per_task, k)) is not None
+    }
+    return Executed(metrics, rows, dict(counts), time.perf_counter() - waited)
+
+
 class Evaluator:
     """Scores subjects on the executed benchmarks and the held-out set, pipelining generation and execution."""
 
@@ -202,7 +246,7 @@ class Evaluator:
         broken = self.store.self_test(key)
         if broken is None:
             started = time.perf_counter()
-            results = [self._submit(sandbox, t, t.canonical_solution or "") for t in checkable]
+            results = [submit(sandbox, t, t.canonical_solution or "") for t in checkable]
             broken = {
                 t.task_id: f"{r.status}: {r.detail}"[:300]
                 for t, r in zip(checkable, (f.result() for f in results), strict=True)
@@ -351,10 +395,6 @@ class Evaluator:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
         self.progress(f"{subject.label} on {summary.name}: {shown} ({seconds:.1f} s)")
 
-    def _submit(self, sandbox: Sandbox, task: Task, completion: str) -> Future[ExecResult]:
-        program, limits = toolchain(task.language).program(task.program(completion), sandbox.limits)
-        return sandbox.submit(program, limits)
-
     def _generate(
         self, backend: Backend, requests: list[Request], params: GenerationParams, adapter: str | None
     ) -> Iterator[tuple[int, str]]:
@@ -365,30 +405,13 @@ class Evaluator:
     def _score_executed(
         self, sandbox: Sandbox, backend: Backend, adapter: str | None, name: str, tasks: list[Task]
     ) -> tuple[dict[str, float], list[TaskRow]]:
-        params = self.settings.generation
-        pending: list[list[tuple[str, Future[ExecResult]]]] = [[] for _ in tasks]
         requests = [Request(t.prompt, t.stop_sequences) for t in tasks]
-        for index, completion in self._generate(backend, requests, params, adapter):
-            pending[index].append((completion, self._submit(sandbox, tasks[index], completion)))
-        waited = time.perf_counter()
-        rows = []
-        for task, samples in zip(tasks, pending, strict=True):
-            row = TaskRow(task.task_id, task.language, completion=samples[0][0] if samples else "")
-            for _, future in samples:
-                outcome = future.result()
-                row.samples += 1
-                row.passed += int(outcome.passed)
-                row.statuses[outcome.status.value] = row.statuses.get(outcome.status.value, 0) + 1
-                self.run.status_counts[outcome.status.value] = self.run.status_counts.get(outcome.status.value, 0) + 1
-                if not outcome.passed and not row.first_failure:
-                    row.first_failure = f"{outcome.status.value}: {outcome.detail}"[:500]
-            rows.append(row)
-        self.run.execution_wait_seconds += time.perf_counter() - waited
-        counts = [(r.samples, r.passed) for r in rows]
-        metrics = {
-            metric_name(name, f"pass@{k}"): value for k in PASS_AT_K if (value := mean_pass_at_k(counts, k)) is not None
-        }
-        return metrics, rows
+        completions = self._generate(backend, requests, self.settings.generation, adapter)
+        executed = execute_completions(sandbox, name, tasks, completions)
+        self.run.execution_wait_seconds += executed.wait_seconds
+        for outcome, count in executed.status_counts.items():
+            self.run.status_counts[outcome] = self.run.status_counts.get(outcome, 0) + count
+        return executed.metrics, executed.rows
 
     def _score_heldout(self, backend: Backend, adapter: str | None) -> tuple[dict[str, float], list[TaskRow]]:
         assert self.heldout is not None
