@@ -126,7 +126,9 @@ def gate(
     base: dict[str, float] | None = None,
     champion_error: str | None = None,
 ) -> dg.MaterializeResult:
-    adapter = AdapterRef("/adapters/x", "run", "snap", 10, BaseModelRef("tiny", "/models/tiny", True), 1.0, 0.9, version)
+    adapter = AdapterRef(
+        "/adapters/x", "run", "snap", 10, BaseModelRef("tiny", "/models/tiny", True), 1.0, 0.9, version
+    )
     report = EvaluationReport(version, candidate, base, champion_version, champion, champion_error)
     result = registered_model_version(
         context=dg.build_asset_context(),

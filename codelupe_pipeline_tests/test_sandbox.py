@@ -287,7 +287,10 @@ def test_cpu_time_decides_not_wall_clock() -> None:
 
 
 def test_isolation_is_reported_loudly(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="codelupe_pipeline.evaluate.sandbox"), Sandbox(isolation="none") as box:
+    with (
+        caplog.at_level(logging.WARNING, logger="codelupe_pipeline.evaluate.sandbox"),
+        Sandbox(isolation="none") as box,
+    ):
         assert box.run_one("print(1)").passed
         assert box.describe()["isolation"] == "none"
     assert any("SANDBOX NOT ISOLATED" in r.message for r in caplog.records)
