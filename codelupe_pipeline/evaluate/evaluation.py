@@ -343,6 +343,10 @@ class Evaluator:
         self.run.backend = backend.name
         try:
             for subject in group:
+                name = names[subject.key]
+                if name in backend.failed_adapters:
+                    self._fail(subject, f"could not load its adapter: {backend.failed_adapters[name]}")
+                    continue
                 try:
                     for summary, tasks in todo[subject.key]:
                         self._score(sandbox, backend, subject, names[subject.key], summary, tasks)

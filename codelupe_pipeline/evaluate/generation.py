@@ -76,6 +76,7 @@ FILE_SEPARATOR = "<|file_sep|>"  # how training frames each file, when the token
 class Backend(Protocol):
     name: str
     file_separator: str
+    failed_adapters: dict[str, str]  # adapter name -> why it could not be loaded
 
     def generate(
         self, requests: Sequence[Request], params: GenerationParams, adapter: str | None
@@ -146,16 +147,21 @@ class TransformersBackend:
         self.device = device
         self.on_batch = on_batch
         model = load_model(base_location, device, quantization)
+        self.failed_adapters: dict[str, str] = {}
         if adapters:
             from peft import PeftModel
 
-            (first, first_dir), *rest = adapters.items()
-            model = PeftModel.from_pretrained(model, first_dir, adapter_name=first)
-            for name, directory in rest:
-                model.load_adapter(directory, adapter_name=name)
+            for name, directory in adapters.items():
+                try:
+                    if isinstance(model, PeftModel):
+                        model.load_adapter(directory, adapter_name=name)
+                    else:
+                        model = PeftModel.from_pretrained(model, directory, adapter_name=name)
+                except Exception as exc:  # one unloadable adapter does not stop the others
+                    self.failed_adapters[name] = f"{type(exc).__name__}: {exc}"
         model.eval()
         self.model = model
-        self.adapters = dict(adapters)
+        self.adapters = {name: d for name, d in adapters.items() if name not in self.failed_adapters}
         self.tokenizer = load_tokenizer(base_location)
         self.tokenizer.padding_side = "left"  # generation continues each prompt's end
         self.file_separator = FILE_SEPARATOR if FILE_SEPARATOR in self.tokenizer.get_vocab() else ""
@@ -289,6 +295,7 @@ class VllmBackend:
                 max_lora_rank=next((r for r in VLLM_LORA_RANKS if r >= rank), rank),
             )
         self.llm = LLM(**kwargs)
+        self.failed_adapters: dict[str, str] = {}  # vLLM loads adapters with their first request
         vocab = self.llm.get_tokenizer().get_vocab()
         self.file_separator = FILE_SEPARATOR if FILE_SEPARATOR in vocab else ""
         self.loras = {name: LoRARequest(name, i + 1, d) for i, (name, d) in enumerate(adapters.items())}
