@@ -139,8 +139,10 @@ def test_a_changed_file_is_refused(tmp_path: Path) -> None:
     assert len(copy_bench.tasks) == 164 and copy_bench.version == HUMANEVAL_SHA256
     with gzip.open(copy, "at") as fh:
         fh.write(json.dumps({**ADD_PY, "task_id": "HumanEval/999"}) + "\n")
+    (refused,) = load_benchmarks(config)  # kept, empty, with the reason: the other benchmarks still run
+    assert refused.tasks == [] and refused.skip_reason and "expected " + HUMANEVAL_SHA256 in refused.skip_reason
     with pytest.raises(BenchmarkFileError, match="expected " + HUMANEVAL_SHA256):
-        load_benchmarks(config)
+        benchmark_texts(config)  # decontamination cannot be promised against a file that changed
 
 
 def test_formats_are_detected_and_their_canonical_solutions_pass(tmp_path: Path, sandbox: Sandbox) -> None:

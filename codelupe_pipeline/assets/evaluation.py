@@ -19,7 +19,7 @@ from codelupe_pipeline.resources import ComputeResource, EvaluationResource, Mlf
 from codelupe_pipeline.train.samples import read_snapshot_files
 
 MODEL_EVALUATION = dg.AssetKey("model_evaluation")
-TINY_MAX_NEW_TOKENS = 64  # a random-weight model writes noise: do not spend minutes of CPU generating it
+TINY_MAX_NEW_TOKENS = 32  # a random-weight model writes noise: do not spend minutes of CPU generating it
 
 
 class EvaluationConfig(dg.Config):
@@ -30,7 +30,7 @@ class EvaluationConfig(dg.Config):
     samples_per_task: int = Field(default=1, description="Completions per task (n); pass@k needs n >= k.")
     temperature: float = Field(default=0.0, description="0 = greedy (pass@1); 0.2 with n >= 20 is also usual.")
     top_p: float = Field(default=0.95, description="Nucleus sampling threshold when temperature > 0.")
-    max_new_tokens: int = Field(default=0, description="Longest completion (0 = 512; 64 for the tiny profile).")
+    max_new_tokens: int = Field(default=0, description="Longest completion (0 = 512; 32 for the tiny profile).")
     batch_size: int = Field(default=32, description="Prompts generated together (transformers backend).")
     seed: int = Field(default=0, description="Sampling seed.")
     backend: str = Field(default="auto", description="auto (vLLM on a GPU when installed), vllm or transformers.")
@@ -38,7 +38,7 @@ class EvaluationConfig(dg.Config):
     cpu_seconds: float = Field(default=5.0, description="CPU-time limit per program in the sandbox.")
     memory_mb: int = Field(default=1024, description="Address-space limit per program in the sandbox.")
     your_stack_tasks: int = Field(default=200, description="Held-out function completions (0 = none).")
-    your_stack_max_new_tokens: int = Field(default=0, description="Per held-out completion (0 = 256; 64 tiny).")
+    your_stack_max_new_tokens: int = Field(default=0, description="Per held-out completion (0 = 256; 32 tiny).")
     perplexity_max_chars: int = Field(default=400_000, description="Validation text scored for perplexity.")
     compare_with_base: bool = Field(default=True, description="Also score the base model (cached after once).")
     rescore_champion: bool = Field(
@@ -171,7 +171,11 @@ def model_evaluation(
     tiny = base.profile == "tiny"
     benchmarks = load_benchmarks(Path(evaluation.benchmarks_file), config.benchmarks or None)
     snapshot = storage.snapshots_dir / lora_adapter.snapshot_version / "data.parquet"
-    heldout = build_heldout(read_snapshot_files(snapshot, "validation"), heldout_params(config, tiny))
+    heldout = None
+    if snapshot.exists():
+        heldout = build_heldout(read_snapshot_files(snapshot, "validation"), heldout_params(config, tiny))
+    else:
+        context.log.warning(f"snapshot {snapshot} is gone: no held-out ({HELD_OUT}) scores this time")
     registry = mlflow.registry()
 
     version = lora_adapter.model_version

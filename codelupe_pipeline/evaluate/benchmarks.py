@@ -63,6 +63,7 @@ class Benchmark:
     tasks: list[Task]
     toolchains: dict[str, Toolchain] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)  # language -> why it cannot run here
+    error: str | None = None  # why the file could not be used at all
 
     @property
     def runnable_tasks(self) -> list[Task]:
@@ -74,6 +75,8 @@ class Benchmark:
 
     @property
     def skip_reason(self) -> str | None:
+        if self.error:
+            return self.error
         if self.runnable_tasks:
             return None
         return "; ".join(f"{lang}: {why}" for lang, why in sorted(self.missing.items())) or "no tasks"
@@ -147,6 +150,8 @@ def load_benchmark(spec: BenchmarkSpec) -> Benchmark:
 
 
 def load_benchmarks(benchmarks_file: Path | None, only: list[str] | None = None) -> list[Benchmark]:
+    """Every configured benchmark. One whose file is missing, unreadable or changed is kept, empty, with the
+    error as its skip reason: the others still run. A broken benchmarks file itself raises."""
     specs = load_benchmark_specs(benchmarks_file)
     if only:
         unknown = set(only) - {s.name for s in specs}
@@ -155,7 +160,13 @@ def load_benchmarks(benchmarks_file: Path | None, only: list[str] | None = None)
                 f"unknown benchmark(s) {', '.join(sorted(unknown))}; configured: {', '.join(s.name for s in specs)}"
             )
         specs = [s for s in specs if s.name in only]
-    return [load_benchmark(spec) for spec in specs]
+    loaded = []
+    for spec in specs:
+        try:
+            loaded.append(load_benchmark(spec))
+        except BenchmarkFileError as exc:
+            loaded.append(Benchmark(spec.name, spec.path, spec.format or "?", "", [], error=str(exc)))
+    return loaded
 
 
 @dataclass(frozen=True)

@@ -296,6 +296,7 @@ class Evaluator:
 
     # Running
     def evaluate(self, subjects: Sequence[Subject]) -> EvaluationRun:
+        self.run = EvaluationRun({}, [], {})
         limits = self.settings.limits
         readable = sorted({p for b in self.benchmarks for tc in b.toolchains.values() for p in tc.readable_paths})
         # The sandbox starts before any model loads: its workers come from a process without CUDA state.

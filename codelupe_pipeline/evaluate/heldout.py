@@ -16,8 +16,20 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
-from codelupe_pipeline.train.samples import SnapshotFile
+
+class SourceFile(Protocol):
+    """A file of the snapshot (train/samples.py's SnapshotFile), without importing training's dependencies."""
+
+    @property
+    def repo(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def language(self) -> str: ...
+    @property
+    def content(self) -> str: ...
 
 # Function headers of the brace languages; the body is the block after the first line ending in `{`.
 HEADERS = {
@@ -71,7 +83,7 @@ class CompletionTask:
 @dataclass(frozen=True)
 class HeldoutSet:
     tasks: list[CompletionTask]
-    files: list[SnapshotFile]  # the validation files scored for perplexity (within the character budget)
+    files: list[SourceFile]  # the validation files scored for perplexity (within the character budget)
     params: HeldoutParams
 
     @property
@@ -188,7 +200,7 @@ def cut_body(language: str, text: str, indent: int) -> str:
     return _strip_blank_ends(body)
 
 
-def extract_tasks(files: Sequence[SnapshotFile], params: HeldoutParams) -> list[CompletionTask]:
+def extract_tasks(files: Sequence[SourceFile], params: HeldoutParams) -> list[CompletionTask]:
     """Function-completion tasks from `files`, a deterministic spread of at most `max_tasks`."""
     candidates: list[tuple[str, CompletionTask]] = []
     for f in files:
@@ -216,7 +228,7 @@ def extract_tasks(files: Sequence[SnapshotFile], params: HeldoutParams) -> list[
     return [task for _, task in sorted(candidates)[: params.max_tasks]]
 
 
-def build_heldout(files: Sequence[SnapshotFile], params: HeldoutParams) -> HeldoutSet:
+def build_heldout(files: Sequence[SourceFile], params: HeldoutParams) -> HeldoutSet:
     tasks = extract_tasks(files, params) if params.max_tasks > 0 else []
     budget = params.perplexity_max_chars
     kept = []

@@ -331,7 +331,11 @@ def _verdict(job: dict, status: int, cpu: float, verdict: str, output: str, kill
         return {"status": "failed", "detail": f"compile error: {_failure_detail(output)}"}
     if verdict.startswith("setup:"):
         return {"status": "crashed", "detail": "sandbox setup failed: " + verdict[6:]}
-    if term_signal in (signal.SIGXCPU, signal.SIGKILL) and run_cpu >= float(limits["cpu_seconds"]) - 0.05:
+    # SIGXCPU comes only from the CPU limit, SIGKILL from its hard limit a second later (the kernel's accounting
+    # can read slightly under the limit at that moment).
+    if term_signal == signal.SIGXCPU or (
+        term_signal == signal.SIGKILL and run_cpu >= 0.9 * float(limits["cpu_seconds"])
+    ):
         return {"status": "timed_out", "detail": f"used its {limits['cpu_seconds']} s of CPU time"}
     if term_signal == signal.SIGXFSZ:
         return {"status": "failed", "detail": f"wrote more than {int(limits['max_file_bytes'])} bytes (output limit)"}
