@@ -101,12 +101,12 @@ def _bwrap_prefix() -> list[str]:
         cmd += ["--perms", "0755", "--tmpfs", root]
     # ...but the interpreter and its virtual environment stay reachable, read-only, wherever they live.
     for prefix in sorted({sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}):
-        root = next((r for r in hidden if prefix.startswith(r.rstrip("/") + os.sep)), None)
-        if root is None:
+        under = next((h for h in hidden if prefix.startswith(h.rstrip("/") + os.sep)), None)
+        if under is None:
             continue
-        parts = Path(prefix).relative_to(root).parts
+        parts = Path(prefix).relative_to(under).parts
         for depth in range(1, len(parts)):  # traversable parents for the unprivileged child
-            cmd += ["--perms", "0755", "--dir", os.path.join(root, *parts[:depth])]
+            cmd += ["--perms", "0755", "--dir", os.path.join(under, *parts[:depth])]
         cmd += ["--ro-bind", prefix, prefix]
     cmd += [
         "--clearenv",
