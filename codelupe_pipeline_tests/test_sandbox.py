@@ -48,7 +48,7 @@ def test_isolation_is_reported(sandbox: Sandbox) -> None:
 
 def test_limits_hold(sandbox: Sandbox) -> None:
     loop = sandbox.run_one("while True:\n    try:\n        pass\n    except BaseException:\n        pass\n")
-    assert loop.status == "timed_out" and loop.cpu_seconds >= 2.9
+    assert loop.status == "timed_out" and loop.cpu_seconds >= 2.5, loop
     memory = sandbox.run_one("x = bytearray(50 * 1024 ** 3)\n")
     assert memory.status == "memory_exceeded"
     exited = sandbox.run_one("import sys\nsys.exit(0)\nassert False\n")
