@@ -24,13 +24,19 @@ $(VENV)/.installed: $(BIN)/activate pyproject.toml constraints.txt
 
 setup: $(VENV)/.installed system-deps
 
-# bubblewrap gives the code-execution sandbox its namespaces; without it the sandbox degrades loudly.
+# Debian packages the product and its tests use: bubblewrap gives the code-execution sandbox its namespaces
+# (without it the sandbox degrades, loudly); chromium and its driver run the browser tests of the UIs.
+SYSTEM_PACKAGES := bwrap:bubblewrap chromium:chromium chromedriver:chromium-driver
 system-deps:
-	@command -v bwrap >/dev/null 2>&1 || { \
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get install -y -q bubblewrap >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null 2>&1; } \
-	      || echo "warning: could not install bubblewrap; the sandbox will run degraded"; \
-	  else echo "note: install bubblewrap (apt-get install bubblewrap) for the strongest sandbox"; fi; }
+	    echo "installing$$missing"; \
+	    apt-get install -y -q $$missing >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && \
+	      apt-get install -y -q $$missing >/dev/null 2>&1; } || echo "warning: could not install$$missing"; \
+	  else echo "note: install$$missing (apt-get install$$missing) for the sandbox and the browser tests"; fi; \
+	fi
 
 run: setup
 	$(BIN)/codelupe run

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,21 +12,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from codelupe_pipeline.instance import prepare_dagster_home
 from codelupe_pipeline.settings import CHECKOUT_DIR, Settings
 
-DAGSTER_YAML = CHECKOUT_DIR / "dagster.yaml"
 WORKSPACE_YAML = CHECKOUT_DIR / "workspace.yaml"
-
-
-def prepare_dagster_home(settings: Settings) -> Path:
-    """Point DAGSTER_HOME at <data_dir>/dagster holding the project's dagster.yaml (Dagster reads it there)."""
-    home = settings.dagster_home
-    home.mkdir(parents=True, exist_ok=True)
-    target = home / "dagster.yaml"
-    if not target.exists() or target.read_text() != DAGSTER_YAML.read_text():
-        shutil.copyfile(DAGSTER_YAML, target)
-    os.environ["DAGSTER_HOME"] = str(home)
-    return home
 
 
 def _metadata(result: Any, key: str) -> dict[str, Any]:

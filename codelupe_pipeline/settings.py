@@ -63,6 +63,11 @@ class Settings:
         "",
         "MLflow tracking and registry store. Empty: a SQLite store under <data_dir>/mlflow.",
     )
+    postgres_url: str = _setting(
+        "CODELUPE_POSTGRES_URL",
+        "",
+        "Postgres URL for Dagster's run, event-log and schedule storage. Empty: SQLite under <data_dir>/dagster.",
+    )
     registered_model: str = _setting(
         "CODELUPE_REGISTERED_MODEL", "codelupe-coder", "Name of the model in the MLflow model registry."
     )

@@ -34,3 +34,15 @@ def fixture_sources(tmp_path: Path) -> Path:
 @pytest.fixture
 def settings(tmp_path: Path, fixture_sources: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", sources_file=fixture_sources, retrain_min_new_rows=3)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL cluster for the whole session (skipped, with the reason, where impossible)."""
+    from codelupe_pipeline_tests.postgres import PostgresServer, postgres_available
+
+    reason = postgres_available()
+    if reason:
+        pytest.skip(reason)
+    with PostgresServer() as server:
+        yield server
