@@ -31,6 +31,7 @@ class SourceFile(Protocol):
     @property
     def content(self) -> str: ...
 
+
 # Function headers of the brace languages; the body is the block after the first line ending in `{`.
 HEADERS = {
     "rust": re.compile(r"^\s*(pub(\([^)]*\))?\s+)?(const\s+)?(async\s+)?(unsafe\s+)?(extern\s+\"[^\"]*\"\s+)?fn\s+\w+"),

@@ -4,8 +4,8 @@ Every format becomes the same `Task`: a prompt the model completes, and test cod
 completion; the program that runs is `prompt + completion + test`.
 
 Formats (detected from the first row's fields, or named in the benchmarks file):
-- humaneval: task_id, prompt, entry_point, canonical_solution, test (HumanEval, and HumanEval+ / MBPP+ as
-  published on the Hugging Face hub, whose `test` holds the extra inputs).
+- humaneval: task_id, prompt, entry_point, canonical_solution, test (HumanEval, and HumanEval+ as published
+  on the Hugging Face hub, whose `test` holds the extra inputs).
 - evalplus: EvalPlus's own release files (base_input, plus_input, atol, no `test`): differential testing
   against the canonical solution, as EvalPlus does.
 - multipl-e: name, language, prompt, tests, stop_tokens (MultiPL-E's translations to Rust, Go, TypeScript,
