@@ -294,9 +294,11 @@ def isolation_warning(isolation: Isolation) -> str | None:
 
 
 class _Worker:
-    """One server process inside the isolation boundary, running one program at a time."""
+    """One server process inside the isolation boundary, running one program at a time. Constructing one only
+    launches it (cheap); `wait_ready` waits for its interpreter, so that many can start at once."""
 
     def __init__(self, isolation: Isolation, readable: Sequence[str], scratch_bytes: int) -> None:
+        self.isolation = isolation
         prefix = {
             Isolation.BUBBLEWRAP: lambda: bwrap_prefix(readable, scratch_bytes),
             Isolation.UNSHARE: unshare_prefix,
@@ -318,12 +320,16 @@ class _Worker:
             bufsize=1,
             start_new_session=True,
         )
+        self.info: dict[str, object] = {}
+
+    def wait_ready(self) -> _Worker:
         ready = self._readline()
-        self.info: dict[str, object] = json.loads(ready) if ready.startswith("{") else {}
+        self.info = json.loads(ready) if ready.startswith("{") else {}
         if not self.info.get("ready"):
             reason = self.error_tail()
             self.close()
-            raise SandboxUnavailable(f"sandbox worker ({isolation}) failed to start: {reason or 'no answer'}")
+            raise SandboxUnavailable(f"sandbox worker ({self.isolation}) failed to start: {reason or 'no answer'}")
+        return self
 
     def _readline(self) -> str:
         assert self.proc.stdout is not None
@@ -353,6 +359,8 @@ class _Worker:
             return ""
 
     def close(self) -> None:
+        if self.stderr.closed:
+            return
         try:
             if self.proc.stdin:
                 self.proc.stdin.close()
@@ -429,12 +437,22 @@ class Sandbox:
             self._all.clear()
         self._spawner.shutdown(wait=True)
 
+    def _launch(self) -> _Worker:
+        return self._spawner.submit(_Worker, self.isolation, self.readable_paths, self.scratch_bytes).result()
+
     def start(self) -> None:
-        """Start every worker now (otherwise each starts with its first program)."""
+        """Start every worker now, all at once (otherwise each starts with its first program)."""
         with self._lock:
-            while len(self._all) < self.workers:
-                worker = self._spawner.submit(_Worker, self.isolation, self.readable_paths, self.scratch_bytes).result()
-                self._all.append(worker)
+            launched = [self._launch() for _ in range(self.workers - len(self._all))]
+            try:
+                for worker in launched:
+                    worker.wait_ready()
+            except SandboxUnavailable:
+                for worker in launched:
+                    worker.close()
+                raise
+            self._all += launched
+            for worker in launched:
                 self._idle.put(worker)
 
     def _acquire(self) -> _Worker:
@@ -444,10 +462,9 @@ class Sandbox:
             pass
         with self._lock:
             if len(self._all) < self.workers:
-                worker = self._spawner.submit(_Worker, self.isolation, self.readable_paths, self.scratch_bytes)
-                started = worker.result()
-                self._all.append(started)
-                return started
+                worker = self._launch().wait_ready()
+                self._all.append(worker)
+                return worker
         return self._idle.get()
 
     def _retire(self, worker: _Worker) -> None:

@@ -274,8 +274,8 @@ def _program_processes() -> dict[int, float]:
     return found
 
 
-def _kill_all(pgid: int) -> None:
-    """SIGKILL the program's group and every other process it started, including ones that left the group."""
+def _kill_group(pgid: int) -> None:
+    """SIGKILL the program's process group and, as PID 1, everything else in our namespace."""
     try:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -285,24 +285,25 @@ def _kill_all(pgid: int) -> None:
             os.kill(-1, signal.SIGKILL)  # everyone in our PID namespace but us
         except ProcessLookupError:
             pass
-        return
-    for pid in _program_processes():
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def _sweep(pgid: int) -> None:
-    """Kill and reap everything the program left behind, so that the next program starts clean."""
+    """Kill and reap everything the program left behind, including processes that left its group, so that the
+    next program starts clean. Orphans come to us (PID 1 or subreaper): no child left means nothing left."""
     deadline = time.monotonic() + 3.0
     while time.monotonic() < deadline:
-        _kill_all(pgid)
         try:
             while os.waitpid(-1, os.WNOHANG)[0]:
                 pass
         except ChildProcessError:
-            return  # orphans come to us (PID 1 or subreaper): no child left means nothing left
+            return
+        _kill_group(pgid)
+        if not IS_PID1:
+            for pid in _program_processes():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         time.sleep(0.002)
 
 
@@ -394,7 +395,7 @@ def _wait(pid: int, job: dict, started: float) -> tuple[int, float, str | None]:
     finally:
         os.close(pidfd)
     # Kill before reaping: while the program is a zombie, its process group id cannot be reused.
-    _kill_all(pid)
+    _kill_group(pid)
     _, status, usage = os.wait4(pid, 0)
     return status, usage.ru_utime + usage.ru_stime, killed_for
 
