@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -178,21 +178,6 @@ class ResultsStore:
             ).fetchone()
         return json.loads(row[0]) if row else None
 
-    def task_rows(self, subject_key: str, cache_key: str) -> list[TaskRow]:
-        with self.connect() as con:
-            rows = con.execute(
-                """
-                SELECT t.task_id, t.language, t.samples, t.passed, t.exact_match, t.edit_similarity, t.statuses,
-                       t.first_failure, t.completion
-                FROM task_results t
-                JOIN (SELECT score_id FROM scores WHERE subject_key = ? AND cache_key = ?
-                      ORDER BY created_at DESC LIMIT 1) s USING (score_id)
-                ORDER BY t.task_id
-                """,
-                [subject_key, cache_key],
-            ).fetchall()
-        return [TaskRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8]) for r in rows]
-
     def self_test(self, cache_key: str) -> dict[str, str] | None:
         with self.connect() as con:
             row = con.execute("SELECT broken FROM self_tests WHERE cache_key = ?", [cache_key]).fetchone()
@@ -206,11 +191,3 @@ class ResultsStore:
                 "INSERT OR REPLACE INTO self_tests VALUES (?, ?, ?, ?, ?, ?)",
                 [cache_key, benchmark, version, json.dumps(broken), checked, datetime.now(UTC).replace(tzinfo=None)],
             )
-
-    def history(self, benchmarks: Sequence[str] | None = None) -> list[tuple[object, ...]]:
-        """(created_at, subject, benchmark, metrics JSON) of every score, newest first."""
-        with self.connect() as con:
-            sql = "SELECT created_at, subject_label, benchmark, metrics FROM scores"
-            if benchmarks:
-                sql += " WHERE benchmark IN (" + ", ".join("?" * len(benchmarks)) + ")"
-            return con.execute(sql + " ORDER BY created_at DESC", list(benchmarks or [])).fetchall()
