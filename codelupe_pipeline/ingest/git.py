@@ -23,6 +23,10 @@ class GitError(RuntimeError):
     """A git command failed; the message carries git's own error text."""
 
 
+class EmptyRepositoryError(GitError):
+    """The remote repository has no commits yet: nothing to ingest, nothing wrong."""
+
+
 def _env() -> dict[str, str]:
     # Never wait for a password prompt, never read the user's global config for hooks or rewrites.
     return {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "GIT_CONFIG_NOSYSTEM": "1"}
@@ -54,11 +58,24 @@ def sync(url: str, dest: Path, ref: str | None = None, commit: str | None = None
     remote_url = normalize_url(url)
     run_git(["config", "remote.origin.url", remote_url], cwd=dest)
     want = commit or ref or "HEAD"
-    run_git(["fetch", "--depth", "1", "--no-tags", "--quiet", "origin", want], cwd=dest)
+    try:
+        run_git(["fetch", "--depth", "1", "--no-tags", "--quiet", "origin", want], cwd=dest)
+    except GitError:
+        # A repository without commits has no HEAD to fetch: say so instead of a fetch error.
+        if want == "HEAD" and _has_no_refs(dest):
+            raise EmptyRepositoryError(f"{url} has no commits yet") from None
+        raise
     resolved = run_git(["rev-parse", "--verify", "FETCH_HEAD^{commit}"], cwd=dest).strip()
     if commit and not resolved.startswith(commit.lower()):
         raise GitError(f"fetched {resolved} but the source pins commit {commit}")
     return resolved
+
+
+def _has_no_refs(repo: Path) -> bool:
+    try:
+        return not run_git(["ls-remote", "origin"], cwd=repo).strip()
+    except GitError:
+        return False  # unreachable: the fetch error says more
 
 
 @dataclass(frozen=True)
@@ -92,6 +109,9 @@ class BlobReader:
         return self
 
     def __exit__(self, *exc: object | TracebackType) -> None:
+        self.close()
+
+    def close(self) -> None:
         if self._proc is not None:
             assert self._proc.stdin is not None
             self._proc.stdin.close()
