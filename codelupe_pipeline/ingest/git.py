@@ -38,8 +38,9 @@ def run_git(args: list[str], cwd: Path | None = None, timeout: float = CLONE_TIM
     except subprocess.TimeoutExpired:
         raise GitError(f"git {' '.join(args[:2])} timed out after {timeout:.0f} s") from None
     if proc.returncode != 0:
-        message = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise GitError(f"git {' '.join(args[:2])} failed: {' | '.join(message[-3:]) or proc.returncode}")
+        # git's first lines say what went wrong ("fatal: ... does not appear to be a git repository").
+        message = [line.strip() for line in proc.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+        raise GitError(f"git {args[0]} failed: {' | '.join(message[:3]) or f'exit status {proc.returncode}'}")
     return proc.stdout.decode("utf-8", "surrogateescape")
 
 
@@ -60,11 +61,11 @@ def sync(url: str, dest: Path, ref: str | None = None, commit: str | None = None
     want = commit or ref or "HEAD"
     try:
         run_git(["fetch", "--depth", "1", "--no-tags", "--quiet", "origin", want], cwd=dest)
-    except GitError:
+    except GitError as exc:
         # A repository without commits has no HEAD to fetch: say so instead of a fetch error.
         if want == "HEAD" and _has_no_refs(dest):
             raise EmptyRepositoryError(f"{url} has no commits yet") from None
-        raise
+        raise GitError(f"{url} ({want}): {exc}") from None
     resolved = run_git(["rev-parse", "--verify", "FETCH_HEAD^{commit}"], cwd=dest).strip()
     if commit and not resolved.startswith(commit.lower()):
         raise GitError(f"fetched {resolved} but the source pins commit {commit}")

@@ -93,7 +93,6 @@ def ingest_source(con: duckdb.DuckDBPyConnection, source: Source, rules: ScanRul
         report.license = source.license or listing.license
         if unchanged(location, listing.revision) and previous_state and previous_state.license == report.license:
             report.record_skips(listing.skips)
-            report.unchanged = len(listing.candidates)
             return _unchanged(con, source, listing.revision, previous_state, report)
         counts = _write_listing(con, source, listing, rules, location, config, report.license)
     report.record_skips(listing.skips)
@@ -116,6 +115,7 @@ def _unchanged(
 ) -> SourceReport:
     """Nothing to read; only new star/fork counts (e.g. from discovery) are written."""
     report = report or SourceReport(source.name, source.kind, "unchanged", revision=revision)
+    report.unchanged = store.current_count(con, source.name)
     if state is not None:
         report.license = state.license
         if (state.stars, state.forks) != (source.stars, source.forks):
@@ -196,7 +196,7 @@ def _ingest_dataset(con: duckdb.DuckDBPyConnection, source: DatasetSource, rules
     if same_source and not changed and set(known) == set(fingerprints):
         if known != fingerprints:  # touched files: remember their new mtimes, store nothing else
             store.record_data_files(con, source.name, fingerprints)
-        report.unchanged = store.current_counts(con).get(source.name, 0)
+        report.unchanged = store.current_count(con, source.name)
         return report
 
     location = str(Path(source.path).expanduser())

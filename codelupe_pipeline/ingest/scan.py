@@ -247,6 +247,9 @@ def _symlink_reason(full: str, root_real: str) -> SkipReason:
     target = os.path.realpath(full)
     if os.path.commonpath([target, root_real]) != root_real:
         return SkipReason.SYMLINK_OUTSIDE
+    parent = os.path.realpath(os.path.dirname(full))
+    if os.path.isdir(target) and os.path.commonpath([parent, target]) == target:
+        return SkipReason.SYMLINK_LOOP  # a directory link to one of its own ancestors: following it never ends
     return SkipReason.SYMLINK
 
 

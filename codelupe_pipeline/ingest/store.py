@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -106,15 +107,32 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def _exec(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] | None = None) -> None:
+    """Run a statement to completion (DuckDB keeps a result pending until it is fetched)."""
+    con.execute(sql, params or []).fetchall()
+
+
+def _one(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] | None = None) -> tuple[Any, ...] | None:
+    """The first row of a query, its result consumed."""
+    rows = con.execute(sql, params or []).fetchall()
+    return rows[0] if rows else None
+
+
+def _count(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object]) -> int:
+    row = _one(con, sql, params)
+    return int(row[0]) if row else 0
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(SCHEMA)
+    _exec(con, SCHEMA)
 
 
 def source_state(con: duckdb.DuckDBPyConnection, source: str) -> SourceState | None:
-    row = con.execute(
+    row = _one(
+        con,
         "SELECT kind, location, revision, license, config, stars, forks, removed_at FROM source_state WHERE source = ?",
         [source],
-    ).fetchone()
+    )
     return SourceState(*row) if row else None
 
 
@@ -123,6 +141,10 @@ def current_fingerprints(con: duckdb.DuckDBPyConnection, source: str) -> dict[st
         "SELECT path, fingerprint FROM raw_files WHERE source = ? AND status = 'current'", [source]
     ).fetchall()
     return dict(rows)
+
+
+def current_count(con: duckdb.DuckDBPyConnection, source: str) -> int:
+    return _count(con, "SELECT count(*) FROM raw_files WHERE source = ? AND status = 'current'", [source])
 
 
 def source_file_fingerprints(con: duckdb.DuckDBPyConnection, source: str) -> dict[str, str]:
@@ -142,7 +164,7 @@ def record_data_files(con: duckdb.DuckDBPyConnection, source: str, fingerprints:
 
 
 def _replace_data_files(con: duckdb.DuckDBPyConnection, source: str, fingerprints: Mapping[str, str]) -> None:
-    con.execute("DELETE FROM source_files WHERE source = ?", [source])
+    _exec(con, "DELETE FROM source_files WHERE source = ?", [source])
     if fingerprints:
         con.executemany("INSERT INTO source_files VALUES (?, ?, ?)", [(source, o, f) for o, f in fingerprints.items()])
 
@@ -150,11 +172,12 @@ def _replace_data_files(con: duckdb.DuckDBPyConnection, source: str, fingerprint
 def refresh_popularity(con: duckdb.DuckDBPyConnection, source: str, stars: int | None, forks: int | None) -> None:
     """New star/fork counts for an otherwise unchanged source (one transaction)."""
     with _transaction(con):
-        con.execute(
+        _exec(
+            con,
             "UPDATE raw_files SET stars = ?, forks = ? WHERE source = ? AND status = 'current'",
             [stars, forks, source],
         )
-        con.execute("UPDATE source_state SET stars = ?, forks = ? WHERE source = ?", [stars, forks, source])
+        _exec(con, "UPDATE source_state SET stars = ?, forks = ? WHERE source = ?", [stars, forks, source])
 
 
 def retire_sources(con: duckdb.DuckDBPyConnection, declared: Iterable[str]) -> dict[str, int]:
@@ -174,12 +197,14 @@ def retire_sources(con: duckdb.DuckDBPyConnection, declared: Iterable[str]) -> d
             ).fetchall()
         )
         if retired:
-            con.execute(
+            _exec(
+                con,
                 "UPDATE raw_files SET status = 'removed', status_changed_at = ? WHERE status = 'current' "
                 "AND source NOT IN (SELECT source FROM _declared)",
                 [now],
             )
-            con.execute(
+            _exec(
+                con,
                 "UPDATE source_state SET removed_at = ? WHERE removed_at IS NULL "
                 "AND source NOT IN (SELECT source FROM _declared)",
                 [now],
@@ -192,22 +217,23 @@ def removed_rows(con: duckdb.DuckDBPyConnection, source: str) -> tuple[int, date
     state = source_state(con, source)
     if state is None or state.removed_at is None:
         return 0, None
-    (count,) = con.execute(  # type: ignore[misc]
+    count = _count(
+        con,
         "SELECT count(*) FROM raw_files WHERE source = ? AND status = 'removed' AND status_changed_at = ?",
         [source, state.removed_at],
-    ).fetchone()
+    )
     return int(count), state.removed_at
 
 
 @contextmanager
 def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    con.execute("BEGIN TRANSACTION")
+    _exec(con, "BEGIN TRANSACTION")
     try:
         yield
     except BaseException:
-        con.execute("ROLLBACK")
+        _exec(con, "ROLLBACK")
         raise
-    con.execute("COMMIT")
+    _exec(con, "COMMIT")
 
 
 @contextmanager
@@ -259,16 +285,16 @@ class SourceWriter:
 
     def __enter__(self) -> SourceWriter:
         ensure_schema(self._con)
-        self._con.execute("CREATE OR REPLACE TEMP TABLE _seen (path VARCHAR)")
-        self._con.execute("CREATE OR REPLACE TEMP TABLE _kept_origins (origin VARCHAR)")
-        self._con.execute("BEGIN TRANSACTION")
+        _exec(self._con, "CREATE OR REPLACE TEMP TABLE _seen (path VARCHAR)")
+        _exec(self._con, "CREATE OR REPLACE TEMP TABLE _kept_origins (origin VARCHAR)")
+        _exec(self._con, "BEGIN TRANSACTION")
         return self
 
     def __exit__(self, *exc: object) -> None:
         if not self._finished:
-            self._con.execute("ROLLBACK")
-        self._con.execute("DROP TABLE IF EXISTS _seen")
-        self._con.execute("DROP TABLE IF EXISTS _kept_origins")
+            _exec(self._con, "ROLLBACK")
+        _exec(self._con, "DROP TABLE IF EXISTS _seen")
+        _exec(self._con, "DROP TABLE IF EXISTS _kept_origins")
 
     def write(self, rows: Sequence[FileRow]) -> list[str]:
         """Store a batch; return the paths refused because the source already has a file at that path."""
@@ -321,12 +347,14 @@ class SourceWriter:
         ]
         if new:
             with _registered(con, "_new", _rows_table(new)):
-                con.execute(
+                _exec(
+                    con,
                     "INSERT INTO raw_blobs SELECT DISTINCT ON (sha256) sha256, content FROM _new "
-                    "WHERE sha256 NOT IN (SELECT sha256 FROM raw_blobs)"
+                    "WHERE sha256 NOT IN (SELECT sha256 FROM raw_blobs)",
                 )
                 self._set_status(replaced, "superseded")
-                con.execute(
+                _exec(
+                    con,
                     """
                     INSERT INTO raw_files (source, repo, path, revision, sha256, language, size_bytes, line_count,
                                            license, stars, forks, fingerprint, status, ingested_at, origin)
@@ -338,7 +366,8 @@ class SourceWriter:
                 )
         if touched:
             with _registered(con, "_touched", _rows_table(touched)):
-                con.execute(
+                _exec(
+                    con,
                     f"""
                     UPDATE raw_files SET {", ".join(f"{m} = t.{m}" for m in _METADATA)}
                     FROM _touched t
@@ -360,17 +389,18 @@ class SourceWriter:
     def _see(self, paths: Sequence[str]) -> None:
         if paths:
             with _registered(self._con, "_keep", pa.table({"path": pa.array(list(paths), pa.string())})):
-                self._con.execute("INSERT INTO _seen SELECT path FROM _keep")
+                _exec(self._con, "INSERT INTO _seen SELECT path FROM _keep")
 
     def keep_origin(self, origin: str) -> int:
         """Every current row read from the data file `origin` stays (the file did not change)."""
-        self._con.execute("INSERT INTO _kept_origins VALUES (?)", [origin])
-        (count,) = self._con.execute(  # type: ignore[misc]
+        _exec(self._con, "INSERT INTO _kept_origins VALUES (?)", [origin])
+        count = _count(
+            self._con,
             "SELECT count(*) FROM raw_files WHERE source = ? AND status = 'current' AND origin = ?",
             [self._source, origin],
-        ).fetchone()
-        self._unchanged += int(count)
-        return int(count)
+        )
+        self._unchanged += count
+        return count
 
     def finish(
         self,
@@ -385,16 +415,18 @@ class SourceWriter:
         `data_files` (origin -> fingerprint) replaces the recorded data files of a dataset source.
         """
         con, source = self._con, self._source
-        (deleted,) = con.execute(  # type: ignore[misc]
+        deleted = _count(
+            con,
             """
             SELECT count(*) FROM raw_files
             WHERE source = ? AND status = 'current' AND path NOT IN (SELECT path FROM _seen)
               AND (origin IS NULL OR origin NOT IN (SELECT origin FROM _kept_origins))
             """,
             [source],
-        ).fetchone()
+        )
         if deleted:
-            con.execute(
+            _exec(
+                con,
                 """
                 UPDATE raw_files SET status = 'deleted', status_changed_at = ?
                 WHERE source = ? AND status = 'current' AND path NOT IN (SELECT path FROM _seen)
@@ -405,7 +437,8 @@ class SourceWriter:
         if repo_metadata is not None:
             license, stars, forks = repo_metadata
             # Licence and popularity belong to the repository: keep every current row in step with them.
-            con.execute(
+            _exec(
+                con,
                 """
                 UPDATE raw_files SET license = ?, stars = ?, forks = ?
                 WHERE source = ? AND status = 'current'
@@ -415,7 +448,8 @@ class SourceWriter:
             )
         if data_files is not None:
             _replace_data_files(con, source, data_files)
-        con.execute(
+        _exec(
+            con,
             """
             INSERT OR REPLACE INTO source_state
                 (source, kind, location, revision, license, scanned_at, config, stars, forks, removed_at)
@@ -433,15 +467,16 @@ class SourceWriter:
                 state.forks,
             ],
         )
-        con.execute("COMMIT")
+        _exec(con, "COMMIT")
         self._finished = True
-        return ApplyCounts(self._added, self._changed, int(deleted), self._unchanged)
+        return ApplyCounts(self._added, self._changed, deleted, self._unchanged)
 
     def _set_status(self, paths: list[str], status: str) -> None:
         if not paths:
             return
         with _registered(self._con, "_paths", pa.table({"path": pa.array(paths, pa.string())})):
-            self._con.execute(
+            _exec(
+                self._con,
                 """
                 UPDATE raw_files SET status = ?, status_changed_at = ?
                 WHERE source = ? AND status = 'current' AND path IN (SELECT path FROM _paths)
