@@ -11,13 +11,15 @@ import pytest
 import yaml
 
 from codelupe_pipeline.assets.ingestion import SOURCES, github_repositories, raw_code_files
+from codelupe_pipeline.automation.jobs import discover_github_job, full_pipeline_job
+from codelupe_pipeline.automation.run_once import run_pipeline_once
 from codelupe_pipeline.automation.sources_sensor import build_sources_sensor
 from codelupe_pipeline.definitions import build_definitions
 from codelupe_pipeline.ingest.discovery import discover, gate_reason
 from codelupe_pipeline.ingest.github_api import GitHubApiError, GitHubClient, RateLimitedError
 from codelupe_pipeline.ingest.sources import DiscoveredRepo, GitHubDiscovery, RepoGate, load_catalog
 from codelupe_pipeline.settings import Settings
-from codelupe_pipeline_tests.corpus import GO_FILE, MIT_LICENSE, RUST_FILE, make_git_repo
+from codelupe_pipeline_tests.corpus import GO_FILE, MIT_LICENSE, RUST_FILE, make_git_repo, write_files
 from codelupe_pipeline_tests.github_server import GitHubReplay, Route, github_replay, query_has
 
 SEARCHES = {
@@ -212,3 +214,36 @@ def test_discovered_repositories_become_partitions_and_are_ingested(
         ("github.ferris-labs.ring-buffer", "src/lib.rs", None, 120, 12),
         ("github.tokio-rs.mini-redis", "src/ring.rs", "MIT", 4391, 512),  # licence from its LICENSE file
     ]
+
+
+def test_codelupe_run_discovers_then_ingests_every_source_and_retires_removed_ones(tmp_path: Path) -> None:
+    """`run_pipeline_once` (what `codelupe run` does) on the ingestion part of the graph."""
+    make_git_repo(tmp_path / "ttl-cache", {"cache.go": GO_FILE})
+    write_files(tmp_path / "mine", {"ring.rs": RUST_FILE})
+    sources_file = tmp_path / "sources.yaml"
+    mine = {"name": "mine", "kind": "local", "path": str(tmp_path / "mine")}
+    go_search = {"searches": [{"name": "go-cache", "language": "go", "topics": ["cache"]}]}
+    sources_file.write_text(yaml.safe_dump({"sources": [mine], "github": go_search}))
+    replay = GitHubReplay(
+        [Route(query_has("language:go"), ["go_page1.json"])],
+        clone_urls={"acme-corp/ttl-cache": (tmp_path / "ttl-cache").as_uri()},
+    )
+    with github_replay(replay), dg.instance_for_test() as instance:
+        settings = Settings(data_dir=tmp_path / "data", sources_file=sources_file, github_api_url=replay.base_url)
+        full = build_definitions(settings)
+        defs = dg.Definitions(  # ingestion only: the same jobs select just these assets here
+            assets=[github_repositories, raw_code_files],
+            jobs=[discover_github_job, full_pipeline_job],
+            resources=full.resources,
+        )
+        first = run_pipeline_once(defs, instance, {})
+        assert first.discovery is not None and first.discovery.success and first.result.success
+        assert first.partitions == ["mine", "github.acme-corp.ttl-cache"]
+
+        sources_file.write_text(yaml.safe_dump({"sources": [], "github": go_search}))  # `mine` removed
+        second = run_pipeline_once(defs, instance, {})
+        assert second.result.success and second.deleted_partitions == ["mine"]
+        assert list(instance.get_dynamic_partitions(SOURCES)) == ["github.acme-corp.ttl-cache"]
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        rows = con.execute("SELECT source, path, status, stars FROM raw_files ORDER BY source").fetchall()
+    assert rows == [("github.acme-corp.ttl-cache", "cache.go", "current", 301), ("mine", "ring.rs", "removed", None)]

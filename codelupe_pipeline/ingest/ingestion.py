@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -36,8 +36,18 @@ class SourceReport:
     retired: int = 0  # rows taken out of the training data because the source left the sources file
     retired_at: datetime | None = None
 
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+    def record(self, counts: store.ApplyCounts, skips: Skips) -> SourceReport:
+        """This report after a scan that was written."""
+        skips.add_many(SkipReason.DUPLICATE_PATH, counts.duplicates, counts.duplicate_examples)
+        self.status = "ingested"
+        self.added, self.changed, self.deleted, self.unchanged = (
+            counts.added,
+            counts.changed,
+            counts.deleted,
+            counts.unchanged,
+        )
+        self.record_skips(skips)
+        return self
 
     def record_skips(self, skips: Skips) -> None:
         self.skipped = dict(skips.counts)
@@ -95,15 +105,7 @@ def ingest_source(con: duckdb.DuckDBPyConnection, source: Source, rules: ScanRul
             report.record_skips(listing.skips)
             return _unchanged(con, source, listing.revision, previous_state, report)
         counts = _write_listing(con, source, listing, rules, location, config, report.license)
-    report.record_skips(listing.skips)
-    report.status = "ingested"
-    report.added, report.changed, report.deleted, report.unchanged = (
-        counts.added,
-        counts.changed,
-        counts.deleted,
-        counts.unchanged,
-    )
-    return report
+    return report.record(counts, listing.skips)
 
 
 def _unchanged(
@@ -161,63 +163,69 @@ def _write_listing(
 
 def _ingest_dataset(con: duckdb.DuckDBPyConnection, source: DatasetSource, rules: ScanRules) -> SourceReport:
     rules = dataclasses.replace(rules, exclude=source.exclude)
-    previous_state = store.source_state(con, source.name)
-    config = source.fingerprint()
-    skips = Skips()
-    report = SourceReport(source.name, source.kind, "unchanged", license=source.license)
-
+    state = store.source_state(con, source.name)
+    # Same entry, not removed since: unchanged data can be kept without reading it.
+    same_source = state is not None and (state.config, state.removed_at) == (source.fingerprint(), None)
     if source.hub_id is not None:
-        revision = datasets.hub_revision(source)
-        location = f"hf://datasets/{source.hub_id}"
-        report.revision = revision
-        if previous_state and (previous_state.revision, previous_state.config, previous_state.removed_at) == (
-            revision,
-            config,
-            None,
-        ):
-            return report
-        with store.SourceWriter(con, source.name, revision) as writer:
-            converter = datasets.RowConverter(source, rules, skips)
-            _write_records(writer, converter, datasets.read_hub_batches(source), source.max_rows)
-            counts = writer.finish(store.SourceState(source.kind, location, revision, source.license, config=config))
-        return _dataset_report(report, counts, skips)
+        return _ingest_hub_dataset(con, source, rules, state if same_source else None)
+    return _ingest_data_files(con, source, rules, same_source)
 
+
+def _ingest_hub_dataset(
+    con: duckdb.DuckDBPyConnection, source: DatasetSource, rules: ScanRules, state: store.SourceState | None
+) -> SourceReport:
+    revision = datasets.hub_revision(source)
+    report = SourceReport(source.name, source.kind, "unchanged", revision=revision, license=source.license)
+    if state is not None and state.revision == revision:
+        report.unchanged = store.current_count(con, source.name)
+        return report
+    skips = Skips()
+    with store.SourceWriter(con, source.name, revision) as writer:
+        converter = datasets.RowConverter(source, rules, skips)
+        _write_records(writer, converter, datasets.read_hub_batches(source), source.max_rows)
+        location = f"hf://datasets/{source.hub_id}"
+        counts = writer.finish(
+            store.SourceState(source.kind, location, revision, source.license, config=source.fingerprint())
+        )
+    return report.record(counts, skips)
+
+
+def _ingest_data_files(
+    con: duckdb.DuckDBPyConnection, source: DatasetSource, rules: ScanRules, same_source: bool
+) -> SourceReport:
     assert source.path is not None
     files = datasets.resolve_data_files(source.path)
     known = store.source_file_fingerprints(con, source.name)
     fingerprints = {str(f): datasets.data_file_fingerprint(f, known.get(str(f))) for f in files}
-    changed = [
-        f for f in files if datasets.content_hash(known.get(str(f), "")) != datasets.content_hash(fingerprints[str(f)])
-    ]
+    hashes = {origin: datasets.content_hash(fp) for origin, fp in fingerprints.items()}
+    unchanged = {o for o, sha in hashes.items() if same_source and datasets.content_hash(known.get(o, "")) == sha}
     # The revision names the content of the files, not their mtimes: a `touch` is not a new revision.
-    revision = "files-" + datasets.manifest_hash({o: datasets.content_hash(fp) for o, fp in fingerprints.items()})
-    report.revision = revision
-    same_source = previous_state is not None and (previous_state.config, previous_state.removed_at) == (config, None)
-    if same_source and not changed and set(known) == set(fingerprints):
+    revision = "files-" + datasets.manifest_hash(hashes)
+    report = SourceReport(source.name, source.kind, "unchanged", revision=revision, license=source.license)
+    if unchanged == set(hashes) == set(known):
         if known != fingerprints:  # touched files: remember their new mtimes, store nothing else
             store.record_data_files(con, source.name, fingerprints)
         report.unchanged = store.current_count(con, source.name)
         return report
 
-    location = str(Path(source.path).expanduser())
+    skips = Skips()
     with store.SourceWriter(con, source.name, revision) as writer:
         for f in files:
             origin = str(f)
-            if f not in changed and same_source:
+            if origin in unchanged:
                 writer.keep_origin(origin)
                 continue
             converter = datasets.RowConverter(source, rules, skips, origin=origin)
             try:
-                _write_records(
-                    writer, converter, datasets.read_record_batches(f, source.columns, skips), source.max_rows
-                )
+                batches = datasets.read_record_batches(f, source.columns, skips)
+                _write_records(writer, converter, batches, source.max_rows)
             except OSError as exc:  # the whole source fails: a half-read file must not delete its rows
                 raise datasets.DatasetError(f"{f}: cannot read: {exc}") from None
-        counts = writer.finish(
-            store.SourceState(source.kind, location, revision, source.license, config=config),
-            data_files=fingerprints,
+        state = store.SourceState(
+            source.kind, str(Path(source.path).expanduser()), revision, source.license, config=source.fingerprint()
         )
-    return _dataset_report(report, counts, skips)
+        counts = writer.finish(state, data_files=fingerprints)
+    return report.record(counts, skips)
 
 
 def _write_records(
@@ -229,22 +237,9 @@ def _write_records(
     for records in batches:
         if max_rows:
             records = records[: max_rows - converter.rows_seen]
-        for path in writer.write(converter.convert(records)):
-            converter.skips.add(SkipReason.DUPLICATE_PATH, path)
+        writer.write(converter.convert(records))
         if max_rows and converter.rows_seen >= max_rows:
             break
-
-
-def _dataset_report(report: SourceReport, counts: store.ApplyCounts, skips: Skips) -> SourceReport:
-    report.status = "ingested"
-    report.added, report.changed, report.deleted, report.unchanged = (
-        counts.added,
-        counts.changed,
-        counts.deleted,
-        counts.unchanged,
-    )
-    report.record_skips(skips)
-    return report
 
 
 def removed_source_report(con: duckdb.DuckDBPyConnection, name: str, kind: str = "?") -> SourceReport:

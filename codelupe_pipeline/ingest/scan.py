@@ -15,10 +15,10 @@ import hashlib
 import os
 import stat
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from codelupe_pipeline.ingest import git
 from codelupe_pipeline.ingest.languages import detect_language, is_lockfile
@@ -62,7 +62,7 @@ class ScanRules:
     excluded_dirs: frozenset[str] = EXCLUDED_DIRS
 
     def in_excluded_dir(self, path: str) -> bool:
-        return any(p in self.excluded_dirs or p.endswith(".egg-info") for p in PurePosixPath(path).parts[:-1])
+        return any(p in self.excluded_dirs or p.endswith(".egg-info") for p in path.split("/")[:-1])
 
 
 @dataclass
@@ -73,9 +73,13 @@ class Skips:
     examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
     def add(self, reason: SkipReason, path: str) -> None:
-        self.counts[reason.value] += 1
-        if len(self.examples[reason.value]) < 5:
-            self.examples[reason.value].append(path)
+        self.add_many(reason, 1, [path])
+
+    def add_many(self, reason: SkipReason, count: int, examples: Sequence[str]) -> None:
+        if count:
+            self.counts[reason.value] += count
+            kept = self.examples[reason.value]
+            kept.extend(examples[: 5 - len(kept)])
 
 
 @dataclass(frozen=True)
@@ -123,7 +127,7 @@ def line_count(text: str) -> int:
 
 def skip_by_name(path: str, rules: ScanRules, skips: Skips) -> bool:
     """Apply the rules that need only a path: exclude patterns, vendored dirs, lockfiles."""
-    if any(fnmatch.fnmatchcase(path, pattern) for pattern in rules.exclude):
+    if rules.exclude and any(fnmatch.fnmatchcase(path, pattern) for pattern in rules.exclude):
         skips.add(SkipReason.EXCLUDED_PATTERN, path)
     elif rules.in_excluded_dir(path):
         skips.add(SkipReason.EXCLUDED_DIR, path)
@@ -325,17 +329,21 @@ def list_git_commit(repo_dir: Path, commit: str, rules: ScanRules) -> FileListin
     entries: list[tuple[str, int, str, Callable[[], bytes]]] = []
     license: str | None = None
     reader = git.BlobReader(repo_dir)  # serves `FileListing.read`; closed with the listing
-    with git.BlobReader(repo_dir) as blobs:
-        for entry in git.list_tree(repo_dir, commit):
-            path = display_path(entry.path)
-            if entry.mode == "120000":
-                skips.add(_git_symlink_reason(path, blobs.read(entry.oid)), path)
-                continue
-            if entry.type != "blob":
-                skips.add(SkipReason.SPECIAL_FILE, path)  # submodules
-                continue
-            if is_license_file(path) and license is None:
-                license = detect_spdx(blobs.read(entry.oid).decode("utf-8", "replace"))
-            entries.append((path, entry.size, entry.oid, functools.partial(reader.read, entry.oid)))
-        candidates = _select(entries, rules, skips, lambda path, read: read()[:200])
+    try:
+        with git.BlobReader(repo_dir) as blobs:
+            for entry in git.list_tree(repo_dir, commit):
+                path = display_path(entry.path)
+                if entry.mode == "120000":
+                    skips.add(_git_symlink_reason(path, blobs.read(entry.oid)), path)
+                    continue
+                if entry.type != "blob":
+                    skips.add(SkipReason.SPECIAL_FILE, path)  # submodules
+                    continue
+                if is_license_file(path) and license is None:
+                    license = detect_spdx(blobs.read(entry.oid).decode("utf-8", "replace"))
+                entries.append((path, entry.size, entry.oid, functools.partial(reader.read, entry.oid)))
+            candidates = _select(entries, rules, skips, lambda path, read: read()[:200])
+    except BaseException:
+        reader.close()
+        raise
     return FileListing(revision=commit, license=license, candidates=candidates, skips=skips, close=reader.close)

@@ -134,7 +134,7 @@ class DatasetSource(_SourceBase):
     split: str = Field(default="train", description="Hub dataset split.")
     revision: str | None = Field(default=None, description="Hub dataset revision (branch, tag or commit).")
     columns: DatasetColumns = Field(default_factory=DatasetColumns)
-    max_rows: int = Field(default=0, ge=0, description="Read at most this many rows (0 = all).")
+    max_rows: int = Field(default=0, ge=0, description="Rows taken from each data file, or the hub stream (0 = all).")
 
     @model_validator(mode="after")
     def _one_location(self) -> DatasetSource:

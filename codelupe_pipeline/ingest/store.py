@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -101,24 +101,29 @@ class ApplyCounts:
     changed: int
     deleted: int
     unchanged: int
+    duplicates: int = 0  # rows refused because their path was taken (dataset sources)
+    duplicate_examples: list[str] = field(default_factory=list)
 
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _exec(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] | None = None) -> None:
+Params = Sequence[object] | Mapping[str, object] | None
+
+
+def _exec(con: duckdb.DuckDBPyConnection, sql: str, params: Params = None) -> None:
     """Run a statement to completion (DuckDB keeps a result pending until it is fetched)."""
     con.execute(sql, params or []).fetchall()
 
 
-def _one(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] | None = None) -> tuple[Any, ...] | None:
+def _one(con: duckdb.DuckDBPyConnection, sql: str, params: Params = None) -> tuple[Any, ...] | None:
     """The first row of a query, its result consumed."""
     rows = con.execute(sql, params or []).fetchall()
     return rows[0] if rows else None
 
 
-def _count(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object]) -> int:
+def _count(con: duckdb.DuckDBPyConnection, sql: str, params: Params = None) -> int:
     row = _one(con, sql, params)
     return int(row[0]) if row else 0
 
@@ -262,17 +267,28 @@ _ROW_TYPES = {
 }
 
 
+_SQL_TYPES = {
+    name: {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.int32(): "INTEGER"}[type_]
+    for name, type_ in _ROW_TYPES.items()
+}
+
+
 def _rows_table(rows: Sequence[FileRow]) -> pa.Table:
     return pa.table({f.name: pa.array([getattr(r, f.name) for r in rows], _ROW_TYPES[f.name]) for f in fields(FileRow)})
 
 
 class SourceWriter:
-    """Writes one scan of one source in a single transaction, in batches.
+    """Writes one scan of one source: staged batch by batch, applied in one transaction.
 
-    `write` stores new and changed files (unchanged content only gets its metadata updated), `keep` vouches
-    for files the scan did not need to re-read, `keep_origin` for every row of an unchanged data file.
-    `finish` marks every current row nobody vouched for as deleted, records the source's state and commits.
-    Leaving the block without `finish` (an exception) rolls everything back.
+    `write` stages files read by the scan, `keep` vouches for files it did not need to re-read (fingerprint
+    unchanged), `keep_origin` for every row of an unchanged data file. `finish` applies the whole scan at once,
+    in SQL: new and changed content is stored (a changed file supersedes its row), unchanged content only has
+    its metadata refreshed, every current row nobody vouched for is marked deleted, and the source's state is
+    recorded. Leaving the block without `finish` (an exception) leaves the stored rows as they were.
+
+    Batches are staged in a temporary table and committed one by one: DuckDB holds on to the Arrow buffers a
+    transaction read from until it ends, so staging in one long transaction would keep all of a big source in
+    memory. Only the final step, DuckDB-internal and spillable, is one transaction.
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, source: str, revision: str) -> None:
@@ -280,127 +296,40 @@ class SourceWriter:
         self._source = source
         self._revision = revision  # what new rows are stored under
         self._now = _now()
-        self._added = self._changed = self._unchanged = 0
-        self._finished = False
+        self._staged = 0
 
     def __enter__(self) -> SourceWriter:
         ensure_schema(self._con)
-        _exec(self._con, "CREATE OR REPLACE TEMP TABLE _seen (path VARCHAR)")
+        columns = ", ".join(f"{name} {_SQL_TYPES[name]}" for name in _ROW_TYPES)
+        _exec(self._con, f"CREATE OR REPLACE TEMP TABLE _staged (seq BIGINT, {columns})")
+        _exec(self._con, "CREATE OR REPLACE TEMP TABLE _kept (path VARCHAR)")
         _exec(self._con, "CREATE OR REPLACE TEMP TABLE _kept_origins (origin VARCHAR)")
-        _exec(self._con, "BEGIN TRANSACTION")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if not self._finished:
-            _exec(self._con, "ROLLBACK")
-        _exec(self._con, "DROP TABLE IF EXISTS _seen")
-        _exec(self._con, "DROP TABLE IF EXISTS _kept_origins")
+        for table in ("_staged", "_kept", "_kept_origins", "_duplicates", "_compared"):
+            _exec(self._con, f"DROP TABLE IF EXISTS {table}")
 
-    def write(self, rows: Sequence[FileRow]) -> list[str]:
-        """Store a batch; return the paths refused because the source already has a file at that path."""
-        unique: dict[str, FileRow] = {}
-        duplicates: list[str] = []
-        for row in rows:
-            if row.path in unique:
-                duplicates.append(row.path)
-            else:
-                unique[row.path] = row
-        if not unique:
-            return duplicates
-        con, source = self._con, self._source
-        with _registered(con, "_batch_paths", pa.table({"path": pa.array(list(unique), pa.string())})):
-            taken = {
-                p
-                for (p,) in con.execute(
-                    """
-                    SELECT path FROM _batch_paths WHERE path IN (SELECT path FROM _seen)
-                    UNION
-                    SELECT f.path FROM raw_files f JOIN _batch_paths USING (path)
-                    WHERE f.source = ? AND f.status = 'current'
-                      AND f.origin IN (SELECT origin FROM _kept_origins)
-                    """,
-                    [source],
-                ).fetchall()
-            }
-            for path in taken:
-                duplicates.append(path)
-                del unique[path]
-            previous = {
-                r[0]: r[1:]
-                for r in con.execute(
-                    f"""
-                    SELECT f.path, f.sha256, {", ".join("f." + m for m in _METADATA)}
-                    FROM raw_files f JOIN _batch_paths USING (path)
-                    WHERE f.source = ? AND f.status = 'current'
-                    """,
-                    [source],
-                ).fetchall()
-            }
-        new = [r for r in unique.values() if r.path not in previous or previous[r.path][0] != r.sha256]
-        replaced = [r.path for r in new if r.path in previous]
-        touched = [
-            r
-            for r in unique.values()
-            if r.path in previous
-            and previous[r.path][0] == r.sha256
-            and previous[r.path][1:] != tuple(getattr(r, m) for m in _METADATA)
-        ]
-        if new:
-            with _registered(con, "_new", _rows_table(new)):
-                _exec(
-                    con,
-                    "INSERT INTO raw_blobs SELECT DISTINCT ON (sha256) sha256, content FROM _new "
-                    "WHERE sha256 NOT IN (SELECT sha256 FROM raw_blobs)",
-                )
-                self._set_status(replaced, "superseded")
-                _exec(
-                    con,
-                    """
-                    INSERT INTO raw_files (source, repo, path, revision, sha256, language, size_bytes, line_count,
-                                           license, stars, forks, fingerprint, status, ingested_at, origin)
-                    SELECT ?, repo, path, ?, sha256, language, size_bytes, line_count,
-                           license, stars, forks, fingerprint, 'current', ?, origin
-                    FROM _new
-                    """,
-                    [source, self._revision, self._now],
-                )
-        if touched:
-            with _registered(con, "_touched", _rows_table(touched)):
-                _exec(
-                    con,
-                    f"""
-                    UPDATE raw_files SET {", ".join(f"{m} = t.{m}" for m in _METADATA)}
-                    FROM _touched t
-                    WHERE raw_files.source = ? AND raw_files.status = 'current' AND raw_files.path = t.path
-                    """,
-                    [source],
-                )
-        self._see(list(unique))
-        self._added += len(new) - len(replaced)
-        self._changed += len(replaced)
-        self._unchanged += len(unique) - len(new)
-        return duplicates
+    def write(self, rows: Sequence[FileRow]) -> None:
+        """Stage a batch of files read by the scan."""
+        if not rows:
+            return
+        table = _rows_table(rows).add_column(
+            0, "seq", pa.array(range(self._staged, self._staged + len(rows)), pa.int64())
+        )
+        self._staged += len(rows)
+        with _registered(self._con, "_batch", table):
+            _exec(self._con, f"INSERT INTO _staged SELECT seq, {', '.join(_ROW_TYPES)} FROM _batch")
 
     def keep(self, paths: Sequence[str]) -> None:
         """These files are unchanged since the last scan (their fingerprint matched): keep their rows."""
-        self._see(paths)
-        self._unchanged += len(paths)
-
-    def _see(self, paths: Sequence[str]) -> None:
         if paths:
-            with _registered(self._con, "_keep", pa.table({"path": pa.array(list(paths), pa.string())})):
-                _exec(self._con, "INSERT INTO _seen SELECT path FROM _keep")
+            with _registered(self._con, "_batch", pa.table({"path": pa.array(list(paths), pa.string())})):
+                _exec(self._con, "INSERT INTO _kept SELECT path FROM _batch")
 
-    def keep_origin(self, origin: str) -> int:
+    def keep_origin(self, origin: str) -> None:
         """Every current row read from the data file `origin` stays (the file did not change)."""
         _exec(self._con, "INSERT INTO _kept_origins VALUES (?)", [origin])
-        count = _count(
-            self._con,
-            "SELECT count(*) FROM raw_files WHERE source = ? AND status = 'current' AND origin = ?",
-            [self._source, origin],
-        )
-        self._unchanged += count
-        return count
 
     def finish(
         self,
@@ -409,77 +338,130 @@ class SourceWriter:
         repo_metadata: tuple[str | None, int | None, int | None] | None = None,
         data_files: Mapping[str, str] | None = None,
     ) -> ApplyCounts:
-        """Mark unvouched rows deleted, store the source's state, commit; return what changed.
+        """Apply the scan, store the source's state and commit; return what changed.
 
         `repo_metadata` (licence, stars, forks) applies to every current row of a one-repository source;
         `data_files` (origin -> fingerprint) replaces the recorded data files of a dataset source.
         """
-        con, source = self._con, self._source
-        deleted = _count(
-            con,
-            """
-            SELECT count(*) FROM raw_files
-            WHERE source = ? AND status = 'current' AND path NOT IN (SELECT path FROM _seen)
-              AND (origin IS NULL OR origin NOT IN (SELECT origin FROM _kept_origins))
-            """,
-            [source],
-        )
-        if deleted:
+        con, source, now = self._con, self._source, self._now
+        current = "SELECT * FROM raw_files WHERE source = $source AND status = 'current'"
+        params = {"source": source}
+        with _transaction(con):
+            # A path already taken (earlier in this scan, by a kept file, or by a row of a kept data file)
+            # stays with its first owner; the later rows are duplicates.
+            _exec(
+                con,
+                f"""
+                CREATE OR REPLACE TEMP TABLE _duplicates AS
+                SELECT seq, path FROM (
+                    SELECT seq, path, row_number() OVER (PARTITION BY path ORDER BY seq) AS n FROM _staged
+                ) WHERE n > 1
+                UNION ALL SELECT seq, path FROM _staged WHERE path IN (SELECT path FROM _kept)
+                UNION ALL SELECT s.seq, s.path FROM _staged s JOIN ({current}) f USING (path)
+                    WHERE f.origin IN (SELECT origin FROM _kept_origins)
+                """,
+                params,
+            )
+            _exec(con, "DELETE FROM _staged WHERE seq IN (SELECT seq FROM _duplicates)")
+            duplicates = _count(con, "SELECT count(*) FROM _duplicates")
+            examples = [p for (p,) in con.execute("SELECT path FROM _duplicates ORDER BY seq LIMIT 5").fetchall()]
+            # Each staged file against the current row at its path.
+            changed_metadata = " OR ".join(f"s.{m} IS DISTINCT FROM f.{m}" for m in _METADATA)
+            _exec(
+                con,
+                f"""
+                CREATE OR REPLACE TEMP TABLE _compared AS
+                SELECT s.seq, s.path, f.sha256 IS NULL AS is_new, f.sha256 <> s.sha256 AS is_changed,
+                       f.sha256 = s.sha256 AND ({changed_metadata}) AS is_touched
+                FROM _staged s LEFT JOIN ({current}) f USING (path)
+                """,
+                params,
+            )
+            added = _count(con, "SELECT count(*) FROM _compared WHERE is_new")
+            changed = _count(con, "SELECT count(*) FROM _compared WHERE is_changed")
+            written = "(SELECT seq FROM _compared WHERE is_new OR is_changed)"
+            _exec(
+                con,
+                f"""
+                INSERT INTO raw_blobs
+                SELECT DISTINCT ON (sha256) sha256, content FROM _staged
+                WHERE seq IN {written} AND sha256 NOT IN (SELECT sha256 FROM raw_blobs)
+                """,
+            )
             _exec(
                 con,
                 """
-                UPDATE raw_files SET status = 'deleted', status_changed_at = ?
-                WHERE source = ? AND status = 'current' AND path NOT IN (SELECT path FROM _seen)
-                  AND (origin IS NULL OR origin NOT IN (SELECT origin FROM _kept_origins))
+                UPDATE raw_files SET status = 'superseded', status_changed_at = $now
+                WHERE source = $source AND status = 'current'
+                  AND path IN (SELECT path FROM _compared WHERE is_changed)
                 """,
-                [self._now, source],
+                {**params, "now": now},
             )
-        if repo_metadata is not None:
-            license, stars, forks = repo_metadata
-            # Licence and popularity belong to the repository: keep every current row in step with them.
+            _exec(
+                con,
+                f"""
+                INSERT INTO raw_files (source, repo, path, revision, sha256, language, size_bytes, line_count,
+                                       license, stars, forks, fingerprint, status, ingested_at, origin)
+                SELECT $source, repo, path, $revision, sha256, language, size_bytes, line_count,
+                       license, stars, forks, fingerprint, 'current', $now, origin
+                FROM _staged WHERE seq IN {written}
+                """,
+                {**params, "revision": self._revision, "now": now},
+            )
+            _exec(
+                con,
+                f"""
+                UPDATE raw_files SET {", ".join(f"{m} = s.{m}" for m in _METADATA)}
+                FROM _staged s
+                WHERE raw_files.source = $source AND raw_files.status = 'current' AND raw_files.path = s.path
+                  AND s.seq IN (SELECT seq FROM _compared WHERE is_touched)
+                """,
+                params,
+            )
+            vouched = """
+                path NOT IN (SELECT path FROM _staged) AND path NOT IN (SELECT path FROM _kept)
+                AND (origin IS NULL OR origin NOT IN (SELECT origin FROM _kept_origins))
+            """
+            deleted = _count(con, f"SELECT count(*) FROM ({current}) WHERE {vouched}", params)
+            if deleted:
+                _exec(
+                    con,
+                    f"""
+                    UPDATE raw_files SET status = 'deleted', status_changed_at = $now
+                    WHERE source = $source AND status = 'current' AND {vouched}
+                    """,
+                    {**params, "now": now},
+                )
+            if repo_metadata is not None:
+                license, stars, forks = repo_metadata
+                # Licence and popularity belong to the repository: keep every current row in step with them.
+                _exec(
+                    con,
+                    """
+                    UPDATE raw_files SET license = $license, stars = $stars, forks = $forks
+                    WHERE source = $source AND status = 'current' AND (license IS DISTINCT FROM $license
+                          OR stars IS DISTINCT FROM $stars OR forks IS DISTINCT FROM $forks)
+                    """,
+                    {**params, "license": license, "stars": stars, "forks": forks},
+                )
+            if data_files is not None:
+                _replace_data_files(con, source, data_files)
             _exec(
                 con,
                 """
-                UPDATE raw_files SET license = ?, stars = ?, forks = ?
-                WHERE source = ? AND status = 'current'
-                  AND (license IS DISTINCT FROM ? OR stars IS DISTINCT FROM ? OR forks IS DISTINCT FROM ?)
+                INSERT OR REPLACE INTO source_state
+                    (source, kind, location, revision, license, scanned_at, config, stars, forks, removed_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)
                 """,
-                [license, stars, forks, source, license, stars, forks],
-            )
-        if data_files is not None:
-            _replace_data_files(con, source, data_files)
-        _exec(
-            con,
-            """
-            INSERT OR REPLACE INTO source_state
-                (source, kind, location, revision, license, scanned_at, config, stars, forks, removed_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)
-            """,
-            [
-                source,
-                state.kind,
-                state.location,
-                state.revision,
-                state.license,
-                self._now,
-                state.config,
-                state.stars,
-                state.forks,
-            ],
+                [source, state.kind, state.location, state.revision, state.license, now, state.config,
+                 state.stars, state.forks],
+            )  # fmt: skip
+            current_rows = _count(con, f"SELECT count(*) FROM ({current})", params)
+        return ApplyCounts(
+            added=added,
+            changed=changed,
+            deleted=deleted,
+            unchanged=current_rows - added - changed,
+            duplicates=duplicates,
+            duplicate_examples=examples,
         )
-        _exec(con, "COMMIT")
-        self._finished = True
-        return ApplyCounts(self._added, self._changed, deleted, self._unchanged)
-
-    def _set_status(self, paths: list[str], status: str) -> None:
-        if not paths:
-            return
-        with _registered(self._con, "_paths", pa.table({"path": pa.array(paths, pa.string())})):
-            _exec(
-                self._con,
-                """
-                UPDATE raw_files SET status = ?, status_changed_at = ?
-                WHERE source = ? AND status = 'current' AND path IN (SELECT path FROM _paths)
-                """,
-                [status, self._now, self._source],
-            )
