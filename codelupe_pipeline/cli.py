@@ -27,6 +27,21 @@ def _metadata(result: Any, key: str) -> dict[str, Any]:
     return {}
 
 
+def _ingestion_totals(result: Any) -> dict[str, int]:
+    """Current files, files added and failed sources over every source partition the run materialized."""
+    totals = {"current": 0, "added": 0, "failed": 0, "sources": 0}
+    for event in result.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        if materialization.asset_key.to_user_string() != "raw_code_files":
+            continue
+        metadata = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+        totals["sources"] += 1
+        totals["current"] += int(metadata.get("dagster/row_count", 0))
+        totals["added"] += int(metadata.get("files_added", 0))
+        totals["failed"] += metadata.get("source_status") == "failed"
+    return totals
+
+
 def _fmt(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
@@ -36,6 +51,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     prepare_dagster_home(settings)
     import dagster as dg
 
+    from codelupe_pipeline.automation.run_once import run_pipeline_once
     from codelupe_pipeline.definitions import build_definitions
 
     defs = build_definitions(settings)
@@ -48,21 +64,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"CodeLupe: data in {settings.data_dir}, model {settings.model}, device {settings.device}")
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
-        result = defs.resolve_job_def("full_pipeline").execute_in_process(
-            run_config=run_config, instance=instance, raise_on_error=False
-        )
+        run = run_pipeline_once(defs, instance, run_config)
+    result = run.result
     elapsed = time.monotonic() - started
-    raw = _metadata(result, "raw_code_files")
+    raw = _ingestion_totals(result)
     snapshot = _metadata(result, "curated_snapshot")
     adapter = _metadata(result, "lora_adapter")
     evaluation = _metadata(result, "model_evaluation")
     version = _metadata(result, "registered_model_version")
     status = "succeeded" if result.success else "FAILED"
-    lines = [
-        f"run:              {result.run_id} ({status}, {elapsed:.0f} s)",
-        f"files ingested:   {raw.get('dagster/row_count', '?')} current "
-        f"(+{raw.get('files_added', 0)} added, {raw.get('sources_failed', 0)} sources failed)",
-    ]
+    lines = [f"run:              {result.run_id} ({status}, {elapsed:.0f} s)"]
+    if run.discovery is not None:
+        found = _metadata(run.discovery, "github_repositories")
+        lines.append(
+            f"GitHub discovery: {found.get('dagster/row_count', '?')} repositories "
+            f"(+{found.get('repositories_new', 0)} new)"
+            if run.discovery.success
+            else "GitHub discovery: FAILED, kept the repositories found before (see the run's logs)"
+        )
+    lines.append(
+        f"files ingested:   {raw['current']} current in {raw['sources']} sources "
+        f"(+{raw['added']} added, {raw['failed']} sources failed)"
+    )
+    if run.deleted_partitions:
+        lines.append(f"sources removed:  {', '.join(run.deleted_partitions)} (rows marked removed, kept for history)")
     if snapshot:
         lines += [
             f"files kept:       {snapshot['dagster/row_count']} "

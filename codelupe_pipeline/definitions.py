@@ -4,13 +4,19 @@ import dagster as dg
 
 from codelupe_pipeline.assets.curation import build_sql_model_assets, curated_snapshot, snapshot_rows_unique
 from codelupe_pipeline.assets.evaluation import benchmarks_complete, model_evaluation, sandbox_isolated
-from codelupe_pipeline.assets.ingestion import raw_code_files
+from codelupe_pipeline.assets.ingestion import github_repositories, raw_code_files
 from codelupe_pipeline.assets.registry import registered_model_version
 from codelupe_pipeline.assets.training import base_model, lora_adapter
 from codelupe_pipeline.automation.growth import GrowthPolicy
-from codelupe_pipeline.automation.jobs import full_pipeline_job, ingest_and_curate_job, train_and_evaluate_job
-from codelupe_pipeline.automation.schedules import build_rescan_schedule
+from codelupe_pipeline.automation.jobs import (
+    discover_github_job,
+    full_pipeline_job,
+    ingest_and_curate_job,
+    train_and_evaluate_job,
+)
+from codelupe_pipeline.automation.schedules import build_discovery_schedule, build_rescan_schedule
 from codelupe_pipeline.automation.sensors import build_growth_sensor
+from codelupe_pipeline.automation.sources_sensor import build_sources_sensor
 from codelupe_pipeline.resources import build_resources
 from codelupe_pipeline.settings import Settings
 
@@ -19,6 +25,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     return dg.Definitions(
         assets=[
+            github_repositories,
             raw_code_files,
             *build_sql_model_assets(settings.sql_dir),
             curated_snapshot,
@@ -28,15 +35,16 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             registered_model_version,
         ],
         asset_checks=[snapshot_rows_unique, sandbox_isolated, benchmarks_complete],
-        jobs=[full_pipeline_job, ingest_and_curate_job, train_and_evaluate_job],
+        jobs=[full_pipeline_job, ingest_and_curate_job, train_and_evaluate_job, discover_github_job],
         sensors=[
+            build_sources_sensor(ingest_and_curate_job.name, settings.sources_sensor_interval_seconds),
             build_growth_sensor(
                 train_and_evaluate_job.name,
                 GrowthPolicy(settings.retrain_min_new_rows, settings.retrain_min_growth_fraction),
                 settings.sensor_interval_seconds,
-            )
+            ),
         ],
-        schedules=[build_rescan_schedule(settings.rescan_cron)],
+        schedules=[build_rescan_schedule(settings.rescan_cron), build_discovery_schedule(settings.discovery_cron)],
         resources=build_resources(settings),
     )
 

@@ -1,5 +1,6 @@
 """Dagster resources: where state lives and what computes. Each wraps a plain module; none holds logic."""
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,8 +11,9 @@ import duckdb
 from pydantic import Field
 
 from codelupe_pipeline.evaluate.results import ResultsStore
+from codelupe_pipeline.ingest.github_api import GitHubClient
 from codelupe_pipeline.ingest.scan import ScanRules
-from codelupe_pipeline.ingest.sources import Source, load_sources
+from codelupe_pipeline.ingest.sources import SourceCatalog, load_catalog
 from codelupe_pipeline.registry.mlflow_store import ModelRegistry
 from codelupe_pipeline.settings import Settings
 from codelupe_pipeline.train.profiles import ModelProfile, resolve_profile
@@ -48,18 +50,31 @@ class StorageResource(dg.ConfigurableResource):
 
 
 class SourcesResource(dg.ConfigurableResource):
-    """What to ingest: the sources file and the file-level rules applied to every source."""
+    """What to ingest: the sources file, the discovered repositories, and the file rules applied to all."""
 
     sources_file: str = Field(description="YAML list of sources (CODELUPE_SOURCES_FILE); absent = Python stdlib.")
+    discovered_file: str = Field(description="Managed file of the repositories GitHub discovery accepted.")
     languages: list[str] = Field(description="Languages kept at ingestion (CODELUPE_LANGUAGES).")
     max_file_bytes: int = Field(default=1_000_000, description="Larger files are skipped.")
     stdlib_max_files: int = Field(default=300, description="Files taken from the stdlib default corpus.")
 
-    def load(self) -> list[Source]:
-        return load_sources(Path(self.sources_file), self.stdlib_max_files)
+    def load(self) -> SourceCatalog:
+        return load_catalog(Path(self.sources_file), Path(self.discovered_file), self.stdlib_max_files)
 
     def rules(self) -> ScanRules:
         return ScanRules(languages=frozenset(self.languages), max_file_bytes=self.max_file_bytes)
+
+
+class GitHubResource(dg.ConfigurableResource):
+    """GitHub's REST API for discovery. The token is read from the environment when used, never stored."""
+
+    api_url: str = Field(default="https://api.github.com", description="API base URL (CODELUPE_GITHUB_API_URL).")
+    token_env_var: str = Field(default="GITHUB_TOKEN", description="Environment variable holding the token.")
+    max_wait_seconds: float = Field(default=900.0, description="Longest rate-limit wait slept through.")
+
+    def client(self) -> GitHubClient:
+        token = os.environ.get(self.token_env_var, "").strip() or None
+        return GitHubClient(api_url=self.api_url, token=token, max_wait_seconds=self.max_wait_seconds)
 
 
 class DuckDBWarehouse(dg.ConfigurableResource):
@@ -145,10 +160,12 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "storage": StorageResource(data_dir=str(settings.data_dir)),
         "sources": SourcesResource(
             sources_file=str(settings.sources_file),
+            discovered_file=str(settings.discovered_sources_file),
             languages=list(settings.languages),
             max_file_bytes=settings.max_file_bytes,
             stdlib_max_files=settings.stdlib_max_files,
         ),
+        "github": GitHubResource(api_url=settings.github_api_url, max_wait_seconds=settings.github_max_wait_seconds),
         "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path)),
         "mlflow": MlflowResource(
             tracking_uri=settings.resolved_mlflow_tracking_uri,

@@ -101,6 +101,24 @@ class Settings:
     rescan_cron: str = _setting(
         "CODELUPE_RESCAN_CRON", "0 * * * *", "Cron schedule on which sources are re-scanned and curated."
     )
+    sources_sensor_interval_seconds: int = _setting(
+        "CODELUPE_SOURCES_SENSOR_INTERVAL_SECONDS",
+        60,
+        "How often the sources sensor reads the sources file for added, changed and removed sources.",
+    )
+    github_api_url: str = _setting(
+        "CODELUPE_GITHUB_API_URL",
+        "https://api.github.com",
+        "GitHub REST API base URL for discovery (GitHub Enterprise: https://HOST/api/v3). Token: GITHUB_TOKEN.",
+    )
+    github_max_wait_seconds: float = _setting(
+        "CODELUPE_GITHUB_MAX_WAIT_SECONDS",
+        900.0,
+        "Longest rate-limit wait discovery sleeps through; a longer one fails that search, saying when to retry.",
+    )
+    discovery_cron: str = _setting(
+        "CODELUPE_DISCOVERY_CRON", "0 3 * * *", "Cron schedule on which GitHub discovery runs its searches again."
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -136,6 +154,11 @@ class Settings:
     @property
     def raw_dir(self) -> Path:
         return self.data_dir / "raw"
+
+    @property
+    def discovered_sources_file(self) -> Path:
+        """The managed file GitHub discovery writes and the source catalog reads."""
+        return self.data_dir / "discovered_sources.yaml"
 
     @property
     def snapshots_dir(self) -> Path:

@@ -8,19 +8,15 @@ import dagster as dg
 import duckdb
 from mlflow import MlflowClient
 
+from codelupe_pipeline.automation.run_once import run_pipeline_once
 from codelupe_pipeline.definitions import build_definitions
 from codelupe_pipeline.settings import Settings
 from codelupe_pipeline_tests.conftest import FAST_RUN_CONFIG
 
 
 def materialize_all(settings: Settings, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
-    defs = build_definitions(settings)
-    return dg.materialize(
-        [*(defs.assets or []), *(defs.asset_checks or [])],  # type: ignore[list-item]
-        resources=defs.resources,
-        instance=instance,
-        run_config=FAST_RUN_CONFIG,
-    )
+    """What `codelupe run` does: a partition per source, then one run of `full_pipeline` over all of them."""
+    return run_pipeline_once(build_definitions(settings), instance, FAST_RUN_CONFIG).result
 
 
 def stored_state(settings: Settings) -> str:

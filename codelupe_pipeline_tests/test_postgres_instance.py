@@ -11,6 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 from codelupe_pipeline.automation.growth import GrowthPolicy
+from codelupe_pipeline.automation.run_once import run_pipeline_once
 from codelupe_pipeline.automation.sensors import build_growth_sensor
 from codelupe_pipeline.definitions import build_definitions
 from codelupe_pipeline.instance import instance_config, prepare_dagster_home
@@ -38,12 +39,7 @@ def test_pipeline_sensor_and_registry_on_postgres(
     home = prepare_dagster_home(settings)
     defs = build_definitions(settings)
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        result = dg.materialize(
-            [*(defs.assets or []), *(defs.asset_checks or [])],  # type: ignore[list-item]
-            resources=defs.resources,
-            instance=instance,
-            run_config=FAST_RUN_CONFIG,
-        )
+        result = run_pipeline_once(defs, instance, FAST_RUN_CONFIG).result  # as `codelupe run` does
         assert result.success
 
         # The run and its events live in Postgres, not in a SQLite file.

@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from codelupe_pipeline.automation.run_once import run_pipeline_once
 from codelupe_pipeline.definitions import build_definitions
 from codelupe_pipeline.instance import prepare_dagster_home
 from codelupe_pipeline.settings import Settings
@@ -75,12 +76,7 @@ def test_asset_graph_launch_and_registry_in_a_real_browser(
     home = prepare_dagster_home(settings)
     defs = build_definitions(settings)
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        assert dg.materialize(
-            [*(defs.assets or []), *(defs.asset_checks or [])],  # type: ignore[list-item]
-            resources=defs.resources,
-            instance=instance,
-            run_config=FAST_RUN_CONFIG,
-        ).success
+        assert run_pipeline_once(defs, instance, FAST_RUN_CONFIG).result.success  # as `codelupe run` does
     graph = defs.resolve_asset_graph()
     groups: dict[str, set[str]] = {}
     for key in graph.get_all_asset_keys():

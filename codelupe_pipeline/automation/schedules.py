@@ -1,15 +1,35 @@
-"""Schedules: periodic re-scans of every source (off until a user turns it on in the UI)."""
+"""Schedules: periodic re-scans of every source and GitHub discovery (both off until a user turns them on)."""
 
 import dagster as dg
 
-from codelupe_pipeline.automation.jobs import ingest_and_curate_job
+from codelupe_pipeline.assets.ingestion import SOURCES
+from codelupe_pipeline.automation.jobs import discover_github_job, ingest_and_curate_job
+from codelupe_pipeline.automation.sources_sensor import partition_range_tags
 
 
 def build_rescan_schedule(cron: str) -> dg.ScheduleDefinition:
-    return dg.ScheduleDefinition(
+    @dg.schedule(
         name="rescan_sources",
         job=ingest_and_curate_job,
         cron_schedule=cron,
         default_status=dg.DefaultScheduleStatus.STOPPED,
-        description=f"Re-scan every source and rebuild the curated snapshot on `{cron}`.",
+        description=f"Re-scans every source partition in one run, then curates, on `{cron}`.",
+    )
+    def rescan_sources(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        keys = list(context.instance.get_dynamic_partitions(SOURCES))
+        if not keys:
+            return dg.SkipReason("no source partitions yet: the sources sensor adds them from the sources file")
+        return dg.RunRequest(tags={"codelupe/trigger": "rescan", **partition_range_tags(keys)})
+
+    return rescan_sources
+
+
+def build_discovery_schedule(cron: str) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name="rediscover_github",
+        job=discover_github_job,
+        cron_schedule=cron,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description=f"Runs the GitHub searches of the sources file again on `{cron}`; the sources sensor "
+        "then adds the new repositories.",
     )

@@ -23,6 +23,10 @@ class GitError(RuntimeError):
     """A git command failed; the message carries git's own error text."""
 
 
+class EmptyRepositoryError(GitError):
+    """The remote repository has no commits yet: nothing to ingest, nothing wrong."""
+
+
 def _env() -> dict[str, str]:
     # Never wait for a password prompt, never read the user's global config for hooks or rewrites.
     return {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "GIT_CONFIG_NOSYSTEM": "1"}
@@ -34,8 +38,9 @@ def run_git(args: list[str], cwd: Path | None = None, timeout: float = CLONE_TIM
     except subprocess.TimeoutExpired:
         raise GitError(f"git {' '.join(args[:2])} timed out after {timeout:.0f} s") from None
     if proc.returncode != 0:
-        message = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise GitError(f"git {' '.join(args[:2])} failed: {' | '.join(message[-3:]) or proc.returncode}")
+        # git's first lines say what went wrong ("fatal: ... does not appear to be a git repository").
+        message = [line.strip() for line in proc.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+        raise GitError(f"git {args[0]} failed: {' | '.join(message[:3]) or f'exit status {proc.returncode}'}")
     return proc.stdout.decode("utf-8", "surrogateescape")
 
 
@@ -54,11 +59,24 @@ def sync(url: str, dest: Path, ref: str | None = None, commit: str | None = None
     remote_url = normalize_url(url)
     run_git(["config", "remote.origin.url", remote_url], cwd=dest)
     want = commit or ref or "HEAD"
-    run_git(["fetch", "--depth", "1", "--no-tags", "--quiet", "origin", want], cwd=dest)
+    try:
+        run_git(["fetch", "--depth", "1", "--no-tags", "--quiet", "origin", want], cwd=dest)
+    except GitError as exc:
+        # A repository without commits has no HEAD to fetch: say so instead of a fetch error.
+        if want == "HEAD" and _has_no_refs(dest):
+            raise EmptyRepositoryError(f"{url} has no commits yet") from None
+        raise GitError(f"{url} ({want}): {exc}") from None
     resolved = run_git(["rev-parse", "--verify", "FETCH_HEAD^{commit}"], cwd=dest).strip()
     if commit and not resolved.startswith(commit.lower()):
         raise GitError(f"fetched {resolved} but the source pins commit {commit}")
     return resolved
+
+
+def _has_no_refs(repo: Path) -> bool:
+    try:
+        return not run_git(["ls-remote", "origin"], cwd=repo).strip()
+    except GitError:
+        return False  # unreachable: the fetch error says more
 
 
 @dataclass(frozen=True)
@@ -92,6 +110,9 @@ class BlobReader:
         return self
 
     def __exit__(self, *exc: object | TracebackType) -> None:
+        self.close()
+
+    def close(self) -> None:
         if self._proc is not None:
             assert self._proc.stdin is not None
             self._proc.stdin.close()

@@ -1,18 +1,21 @@
 """Turn a directory or a git commit into code files, skipping (and counting by reason) everything else.
 
-A scan is incremental: it receives the fingerprints of the files stored last time (mtime+size for a
-directory, the blob id for git) and only reads the files whose fingerprint changed.
+A scan has two phases. Listing (`list_directory`, `list_git_commit`) looks at names, sizes and fingerprints
+(mtime+size for a directory, the blob id for git) and reads only licence files and, for files without a known
+extension, a shebang line. `FileListing.read` then streams the files whose fingerprint changed since the
+previous scan: unchanged files are never read again, and a big source never sits in memory at once.
 """
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import functools
 import hashlib
 import os
 import stat
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -32,8 +35,11 @@ EXCLUDED_DIRS = frozenset(
 class SkipReason(StrEnum):
     EXCLUDED_DIR = "vendored_or_build_dir"
     EXCLUDED_PATTERN = "excluded_by_pattern"
-    SYMLINK = "symlink"
-    SPECIAL_FILE = "not_a_regular_file"
+    SYMLINK = "symlink"  # inside the root: its target is ingested under its own path
+    SYMLINK_OUTSIDE = "symlink_outside_root"
+    SYMLINK_LOOP = "symlink_loop"
+    SYMLINK_BROKEN = "symlink_broken"
+    SPECIAL_FILE = "not_a_regular_file"  # FIFOs, sockets, devices, git submodules
     LOCKFILE = "lockfile"
     UNKNOWN_LANGUAGE = "unknown_language"
     LANGUAGE_NOT_KEPT = "language_not_kept"
@@ -43,6 +49,8 @@ class SkipReason(StrEnum):
     UNDECODABLE = "undecodable"
     UNREADABLE = "unreadable"
     OVER_MAX_FILES = "over_max_files"
+    DUPLICATE_PATH = "duplicate_path"  # dataset rows: a second row for a path already taken
+    BAD_RECORD = "bad_record"  # dataset rows: not JSON, or no content/path column
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,26 @@ class ScanRules:
     max_files: int = 0  # 0 = no limit; else a deterministic sample of this many files
     exclude: tuple[str, ...] = ()  # glob patterns on the path within the source
     excluded_dirs: frozenset[str] = EXCLUDED_DIRS
+
+    def in_excluded_dir(self, path: str) -> bool:
+        return any(p in self.excluded_dirs or p.endswith(".egg-info") for p in path.split("/")[:-1])
+
+
+@dataclass
+class Skips:
+    """Files left out, counted by reason, with a few example paths per reason for the UI."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, reason: SkipReason, path: str) -> None:
+        self.add_many(reason, 1, [path])
+
+    def add_many(self, reason: SkipReason, count: int, examples: Sequence[str]) -> None:
+        if count:
+            self.counts[reason.value] += count
+            kept = self.examples[reason.value]
+            kept.extend(examples[: 5 - len(kept)])
 
 
 @dataclass(frozen=True)
@@ -65,33 +93,6 @@ class ScannedFile:
     fingerprint: str
 
 
-@dataclass
-class ScanResult:
-    revision: str
-    files: list[ScannedFile] = field(default_factory=list)  # new or changed since the previous scan
-    present: dict[str, str] = field(default_factory=dict)  # every file kept now: path -> fingerprint
-    license: str | None = None
-    skipped: Counter[str] = field(default_factory=Counter)
-    skipped_examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-
-    @property
-    def unchanged(self) -> int:
-        return len(self.present) - len(self.files)
-
-    def skip(self, reason: SkipReason, path: str) -> None:
-        self.skipped[reason.value] += 1
-        if len(self.skipped_examples[reason.value]) < 5:
-            self.skipped_examples[reason.value].append(path)
-
-
-@dataclass(frozen=True)
-class _Candidate:
-    path: str
-    size: int
-    fingerprint: str
-    read: Callable[[], bytes]
-
-
 def display_path(raw: str) -> str:
     """A path as valid UTF-8 for storage: undecodable bytes of odd file names become escapes."""
     return raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
@@ -101,84 +102,132 @@ def _sample_key(path: str) -> str:
     return hashlib.sha1(path.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def _classify(candidate: _Candidate, rules: ScanRules, result: ScanResult) -> ScannedFile | None:
-    if candidate.size > rules.max_file_bytes:
-        result.skip(SkipReason.TOO_LARGE, candidate.path)
-        return None
-    if candidate.size == 0:
-        result.skip(SkipReason.EMPTY, candidate.path)
-        return None
-    try:
-        data = candidate.read()
-    except OSError:
-        result.skip(SkipReason.UNREADABLE, candidate.path)
+def decode_code(data: bytes, path: str, rules: ScanRules, skips: Skips) -> str | None:
+    """The text of a would-be code file, or None (counted) when it is too large, empty, binary or not UTF-8."""
+    if len(data) > rules.max_file_bytes:
+        skips.add(SkipReason.TOO_LARGE, path)
         return None
     if b"\x00" in data[:8192]:
-        result.skip(SkipReason.BINARY, candidate.path)
+        skips.add(SkipReason.BINARY, path)
         return None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        result.skip(SkipReason.UNDECODABLE, candidate.path)
+        skips.add(SkipReason.UNDECODABLE, path)
         return None
     if not text.strip():
-        result.skip(SkipReason.EMPTY, candidate.path)
+        skips.add(SkipReason.EMPTY, path)
         return None
-    language = detect_language(candidate.path, data[:200])
-    assert language is not None  # candidates are pre-filtered on language
-    return ScannedFile(
-        path=candidate.path,
-        content=text,
-        sha256=hashlib.sha256(data).hexdigest(),
-        size_bytes=len(data),
-        line_count=text.count("\n") + (0 if text.endswith("\n") else 1),
-        language=language,
-        fingerprint=candidate.fingerprint,
-    )
+    return text
 
 
-def _process(
-    candidates: Iterable[_Candidate],
-    previous: Mapping[str, str],
+def line_count(text: str) -> int:
+    return text.count("\n") + (0 if text.endswith("\n") else 1)
+
+
+def skip_by_name(path: str, rules: ScanRules, skips: Skips) -> bool:
+    """Apply the rules that need only a path: exclude patterns, vendored dirs, lockfiles."""
+    if rules.exclude and any(fnmatch.fnmatchcase(path, pattern) for pattern in rules.exclude):
+        skips.add(SkipReason.EXCLUDED_PATTERN, path)
+    elif rules.in_excluded_dir(path):
+        skips.add(SkipReason.EXCLUDED_DIR, path)
+    elif is_lockfile(path):
+        skips.add(SkipReason.LOCKFILE, path)
+    else:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    path: str
+    size: int
+    fingerprint: str
+    language: str
+    read: Callable[[], bytes]
+
+
+@dataclass
+class FileListing:
+    """The code files of one revision of a source, before any of them is read. Use it as a context manager:
+    it may hold a reader process open for `read`."""
+
+    revision: str
+    license: str | None
+    candidates: list[_Candidate]
+    skips: Skips
+    close: Callable[[], None] = lambda: None
+
+    def __enter__(self) -> FileListing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def unchanged(self, previous: Mapping[str, str]) -> list[str]:
+        return [c.path for c in self.candidates if previous.get(c.path) == c.fingerprint]
+
+    def read(self, previous: Mapping[str, str], rules: ScanRules) -> Iterator[ScannedFile]:
+        """Read and yield the files whose fingerprint changed; skips are counted as they are found."""
+        for cand in self.candidates:
+            if previous.get(cand.path) == cand.fingerprint:
+                continue
+            if cand.size > rules.max_file_bytes:  # known before reading: never load a huge file
+                self.skips.add(SkipReason.TOO_LARGE, cand.path)
+                continue
+            try:
+                data = cand.read()
+            except OSError:
+                self.skips.add(SkipReason.UNREADABLE, cand.path)
+                continue
+            text = decode_code(data, cand.path, rules, self.skips)
+            if text is None:
+                continue
+            yield ScannedFile(
+                path=cand.path,
+                content=text,
+                sha256=hashlib.sha256(data).hexdigest(),
+                size_bytes=len(data),
+                line_count=line_count(text),
+                language=cand.language,
+                fingerprint=cand.fingerprint,
+            )
+
+
+def _select(
+    entries: list[tuple[str, int, str, Callable[[], bytes]]],
     rules: ScanRules,
-    result: ScanResult,
-    peek: Callable[[_Candidate], bytes],
-) -> None:
+    skips: Skips,
+    peek: Callable[[str, Callable[[], bytes]], bytes],
+) -> list[_Candidate]:
+    """Keep the entries whose name and language qualify, then sample down to `max_files`."""
     kept: list[_Candidate] = []
-    for cand in candidates:
-        if any(fnmatch.fnmatchcase(cand.path, pattern) for pattern in rules.exclude):
-            result.skip(SkipReason.EXCLUDED_PATTERN, cand.path)
+    for path, size, fingerprint, read in entries:
+        if skip_by_name(path, rules, skips):
             continue
-        if is_lockfile(cand.path):
-            result.skip(SkipReason.LOCKFILE, cand.path)
+        if size == 0:
+            skips.add(SkipReason.EMPTY, path)
             continue
         # The shebang is only needed for files without a known name or extension.
-        language = detect_language(cand.path)
+        language = detect_language(path)
         if language is None:
             try:
-                language = detect_language(cand.path, peek(cand))
+                language = detect_language(path, peek(path, read))
             except OSError:
-                result.skip(SkipReason.UNREADABLE, cand.path)
+                skips.add(SkipReason.UNREADABLE, path)
                 continue
         if language is None:
-            result.skip(SkipReason.UNKNOWN_LANGUAGE, cand.path)
+            skips.add(SkipReason.UNKNOWN_LANGUAGE, path)
         elif language not in rules.languages:
-            result.skip(SkipReason.LANGUAGE_NOT_KEPT, cand.path)
+            skips.add(SkipReason.LANGUAGE_NOT_KEPT, path)
         else:
-            kept.append(cand)
+            kept.append(_Candidate(path, size, fingerprint, language, read))
     if rules.max_files and len(kept) > rules.max_files:
         kept.sort(key=lambda c: _sample_key(c.path))
         for cand in kept[rules.max_files :]:
-            result.skip(SkipReason.OVER_MAX_FILES, cand.path)
+            skips.add(SkipReason.OVER_MAX_FILES, cand.path)
         kept = kept[: rules.max_files]
-    for cand in sorted(kept, key=lambda c: c.path):
-        if previous.get(cand.path) == cand.fingerprint:
-            result.present[cand.path] = cand.fingerprint
-            continue
-        scanned = _classify(cand, rules, result)
-        if scanned is not None:
-            result.files.append(scanned)
-            result.present[cand.path] = cand.fingerprint
+    return sorted(kept, key=lambda c: c.path)
 
 
 def _read_file(path: str) -> Callable[[], bytes]:
@@ -189,28 +238,48 @@ def _read_file(path: str) -> Callable[[], bytes]:
     return read
 
 
-def scan_directory(root: Path, previous: Mapping[str, str], rules: ScanRules) -> ScanResult:
-    """Scan a directory tree without following symlinks; the revision is a hash of its file manifest."""
+def _peek_file(full: str) -> bytes:
+    with open(full, "rb") as fh:
+        return fh.read(200)
+
+
+def _symlink_reason(full: str, root_real: str) -> SkipReason:
+    try:
+        os.stat(full)  # follows the link
+    except OSError as exc:
+        return SkipReason.SYMLINK_LOOP if exc.errno == errno.ELOOP else SkipReason.SYMLINK_BROKEN
+    target = os.path.realpath(full)
+    if os.path.commonpath([target, root_real]) != root_real:
+        return SkipReason.SYMLINK_OUTSIDE
+    parent = os.path.realpath(os.path.dirname(full))
+    if os.path.isdir(target) and os.path.commonpath([parent, target]) == target:
+        return SkipReason.SYMLINK_LOOP  # a directory link to one of its own ancestors: following it never ends
+    return SkipReason.SYMLINK
+
+
+def list_directory(root: Path, rules: ScanRules) -> FileListing:
+    """List a directory tree without following symlinks; the revision is a hash of its file manifest."""
     if not root.is_dir():
         raise FileNotFoundError(f"source directory {root} does not exist or is not a directory")
     os.listdir(root)  # raises PermissionError for an unreadable root: the source fails as a whole
-    result = ScanResult(revision="")
-    candidates: list[_Candidate] = []
+    root_real = os.path.realpath(root)
+    skips = Skips()
+    entries: list[tuple[str, int, str, Callable[[], bytes]]] = []
     license_text: str | None = None
 
     def on_error(err: OSError) -> None:
-        result.skip(SkipReason.UNREADABLE, display_path(os.path.relpath(err.filename or str(root), root)))
+        skips.add(SkipReason.UNREADABLE, display_path(os.path.relpath(err.filename or str(root), root)))
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=on_error, followlinks=False):
         rel_dir = os.path.relpath(dirpath, root)
         for name in list(dirnames):
             full = os.path.join(dirpath, name)
-            rel = display_path(os.path.normpath(os.path.join(rel_dir, name)))
+            rel = display_path(os.path.normpath(os.path.join(rel_dir, name)).replace(os.sep, "/"))
             if os.path.islink(full):
-                result.skip(SkipReason.SYMLINK, rel)
+                skips.add(_symlink_reason(full, root_real), rel)
                 dirnames.remove(name)
             elif name in rules.excluded_dirs or name.endswith(".egg-info"):
-                result.skip(SkipReason.EXCLUDED_DIR, rel)
+                skips.add(SkipReason.EXCLUDED_DIR, rel)
                 dirnames.remove(name)
         dirnames.sort()
         for name in sorted(filenames):
@@ -219,54 +288,62 @@ def scan_directory(root: Path, previous: Mapping[str, str], rules: ScanRules) ->
             try:
                 st = os.lstat(full)
             except OSError:
-                result.skip(SkipReason.UNREADABLE, rel)
+                skips.add(SkipReason.UNREADABLE, rel)
                 continue
             if stat.S_ISLNK(st.st_mode):
-                result.skip(SkipReason.SYMLINK, rel)
+                skips.add(_symlink_reason(full, root_real), rel)
                 continue
             if not stat.S_ISREG(st.st_mode):
-                result.skip(SkipReason.SPECIAL_FILE, rel)
+                skips.add(SkipReason.SPECIAL_FILE, rel)  # never opened: a FIFO would block the read
                 continue
             if is_license_file(rel) and license_text is None:
                 try:
                     license_text = Path(full).read_text(encoding="utf-8", errors="replace")
                 except OSError:
                     pass
-            candidates.append(_Candidate(rel, st.st_size, f"{st.st_mtime_ns}:{st.st_size}", _read_file(full)))
+            entries.append((rel, st.st_size, f"{st.st_mtime_ns}:{st.st_size}", _read_file(full)))
 
-    def peek(cand: _Candidate) -> bytes:
-        with open(os.path.join(root, cand.path), "rb") as fh:
-            return fh.read(200)
-
-    _process(candidates, previous, rules, result, peek)
-    result.license = detect_spdx(license_text) if license_text else None
+    candidates = _select(entries, rules, skips, lambda path, read: _peek_file(os.path.join(root, path)))
     # Like a git tree id: changes whenever a kept file is added, removed, or touched (mtime or size).
     manifest = hashlib.sha256()
-    for path, fingerprint in sorted(result.present.items()):
-        manifest.update(f"{path}\0{fingerprint}\0".encode())
-    result.revision = "tree-" + manifest.hexdigest()[:16]
-    return result
+    for cand in candidates:
+        manifest.update(f"{cand.path}\0{cand.fingerprint}\0".encode("utf-8", "surrogateescape"))
+    return FileListing(
+        revision="tree-" + manifest.hexdigest()[:16],
+        license=detect_spdx(license_text) if license_text else None,
+        candidates=candidates,
+        skips=skips,
+    )
 
 
-def scan_git_commit(repo_dir: Path, commit: str, previous: Mapping[str, str], rules: ScanRules) -> ScanResult:
-    """Scan the files of one commit straight from git's object store (no checkout needed)."""
-    result = ScanResult(revision=commit)
-    candidates: list[_Candidate] = []
-    with git.BlobReader(repo_dir) as blobs:
-        for entry in git.list_tree(repo_dir, commit):
-            path = display_path(entry.path)
-            parts = path.split("/")
-            if any(p in rules.excluded_dirs or p.endswith(".egg-info") for p in parts[:-1]):
-                result.skip(SkipReason.EXCLUDED_DIR, path)
-                continue
-            if entry.mode == "120000":
-                result.skip(SkipReason.SYMLINK, path)
-                continue
-            if entry.type != "blob":
-                result.skip(SkipReason.SPECIAL_FILE, path)  # submodules
-                continue
-            if is_license_file(path) and result.license is None:
-                result.license = detect_spdx(blobs.read(entry.oid).decode("utf-8", "replace"))
-            candidates.append(_Candidate(path, entry.size, entry.oid, functools.partial(blobs.read, entry.oid)))
-        _process(candidates, previous, rules, result, lambda cand: cand.read()[:200])
-    return result
+def _git_symlink_reason(path: str, target: bytes) -> SkipReason:
+    resolved = os.path.normpath(os.path.join(os.path.dirname(path), target.decode("utf-8", "surrogateescape")))
+    if target.startswith(b"/") or resolved == ".." or resolved.startswith("../"):
+        return SkipReason.SYMLINK_OUTSIDE
+    return SkipReason.SYMLINK
+
+
+def list_git_commit(repo_dir: Path, commit: str, rules: ScanRules) -> FileListing:
+    """List the files of one commit straight from git's object store (no checkout needed)."""
+    skips = Skips()
+    entries: list[tuple[str, int, str, Callable[[], bytes]]] = []
+    license: str | None = None
+    reader = git.BlobReader(repo_dir)  # serves `FileListing.read`; closed with the listing
+    try:
+        with git.BlobReader(repo_dir) as blobs:
+            for entry in git.list_tree(repo_dir, commit):
+                path = display_path(entry.path)
+                if entry.mode == "120000":
+                    skips.add(_git_symlink_reason(path, blobs.read(entry.oid)), path)
+                    continue
+                if entry.type != "blob":
+                    skips.add(SkipReason.SPECIAL_FILE, path)  # submodules
+                    continue
+                if is_license_file(path) and license is None:
+                    license = detect_spdx(blobs.read(entry.oid).decode("utf-8", "replace"))
+                entries.append((path, entry.size, entry.oid, functools.partial(reader.read, entry.oid)))
+            candidates = _select(entries, rules, skips, lambda path, read: read()[:200])
+    except BaseException:
+        reader.close()
+        raise
+    return FileListing(revision=commit, license=license, candidates=candidates, skips=skips, close=reader.close)
