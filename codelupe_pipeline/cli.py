@@ -167,6 +167,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from codelupe_pipeline.evaluate.report import (
         adapter_base_model,
         build_report,
+        comparison_header,
         comparison_rows,
         plan,
         registered_subject,
@@ -225,9 +226,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     run = evaluator.evaluate(subjects.subjects)
     report = build_report(run, subjects, candidate.label)
-    rows: list[tuple[str, ...]] = [
-        ("metric", "base model", report.champion_label, candidate.label, "vs base", "vs champion")
-    ]
+    rows: list[tuple[str, ...]] = [tuple(comparison_header(report, candidate.label))]
     rows += [tuple(str(cell) for cell in row) for row in comparison_rows(report)]
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     print()

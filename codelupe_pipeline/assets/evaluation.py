@@ -13,7 +13,14 @@ from codelupe_pipeline.evaluate.benchmarks import HELD_OUT, load_benchmarks
 from codelupe_pipeline.evaluate.evaluation import BenchmarkSummary, EvalSettings, EvaluationRun, Evaluator, Subject
 from codelupe_pipeline.evaluate.generation import GenerationParams
 from codelupe_pipeline.evaluate.heldout import HeldoutParams, build_heldout
-from codelupe_pipeline.evaluate.report import EvaluationReport, build_report, comparison_rows, plan, version_subject
+from codelupe_pipeline.evaluate.report import (
+    EvaluationReport,
+    build_report,
+    comparison_header,
+    comparison_rows,
+    plan,
+    version_subject,
+)
 from codelupe_pipeline.evaluate.sandbox import SandboxLimits
 from codelupe_pipeline.resources import ComputeResource, EvaluationResource, MlflowResource, StorageResource
 from codelupe_pipeline.train.samples import read_snapshot_files
@@ -93,7 +100,7 @@ def run_metadata(run: EvaluationRun, candidate_key: str, report: EvaluationRepor
     return {
         **dict(sorted(report.candidate_scores.items())),
         "comparison": markdown_table(
-            ["metric", "base model", report.champion_label, "candidate", "vs base", "vs champion"],
+            comparison_header(report),
             comparison_rows(report),
         ),
         "champion": report.champion_label if report.champion_version else "none yet",

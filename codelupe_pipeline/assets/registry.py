@@ -6,7 +6,7 @@ from pydantic import Field
 from codelupe_pipeline.assets.evaluation import MODEL_EVALUATION
 from codelupe_pipeline.assets.metadata import markdown_table
 from codelupe_pipeline.assets.training import LORA_ADAPTER, AdapterRef
-from codelupe_pipeline.evaluate.report import EvaluationReport, comparison_rows
+from codelupe_pipeline.evaluate.report import EvaluationReport, comparison_header, comparison_rows
 from codelupe_pipeline.registry.mlflow_store import CHAMPION
 from codelupe_pipeline.registry.promotion import Decision, PromotionPolicy, decide
 from codelupe_pipeline.resources import MlflowResource
@@ -107,7 +107,7 @@ def registered_model_version(
             "primary_metric": policy.primary_metric,
             **dict(sorted(model_evaluation.candidate_scores.items())),
             "comparison": markdown_table(
-                ["metric", "base model", model_evaluation.champion_label, "candidate", "vs base", "vs champion"],
+                comparison_header(model_evaluation),
                 comparison_rows(model_evaluation),
             ),
             "mlflow_model": dg.MetadataValue.url(f"{mlflow.ui_url}/#/models/{registry.model_name}/versions/{version}"),

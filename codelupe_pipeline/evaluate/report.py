@@ -138,8 +138,13 @@ def _delta(new: float, old: float | None, metric: str) -> str:
     return f"{diff:+.4f}" + {True: " ▲", False: " ▼", None: ""}[better]
 
 
+def comparison_header(report: EvaluationReport, candidate: str = "candidate") -> list[str]:
+    champion = report.champion_label if report.champion_scores else "champion (not scored)"
+    return ["metric", "base model", champion, candidate, "vs base", "vs champion"]
+
+
 def comparison_rows(report: EvaluationReport) -> list[tuple[object, ...]]:
-    """metric | base model | champion | candidate | vs base | vs champion."""
+    """metric | base model | champion | candidate | vs base | vs champion (see comparison_header)."""
     base = report.base_scores or {}
     champion = report.champion_scores or {}
     return [
