@@ -20,9 +20,8 @@ from codelupe_pipeline.train.profiles import PROFILES
 from codelupe_pipeline_tests import corpus
 
 STDLIB_FILES = (
-    "bisect.py", "colorsys.py", "copy.py", "fnmatch.py", "heapq.py", "keyword.py", "linecache.py",
-    "numbers.py", "opcode.py", "queue.py", "sched.py", "shlex.py", "stat.py", "textwrap.py", "this.py",
-    "tokenize.py", "types.py", "uu.py", "weakref.py", "graphlib.py", "operator.py", "glob.py",
+    "bisect.py", "colorsys.py", "copy.py", "fnmatch.py", "glob.py", "graphlib.py", "heapq.py", "keyword.py",
+    "linecache.py", "queue.py", "sched.py", "shlex.py", "textwrap.py",
 )  # fmt: skip
 FIXTURE_FILES = {
     "interval.py": ("python", corpus.PYTHON_FILE),

@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -339,7 +339,7 @@ def memory_budget(device: str, configured_gib: float = 0.0) -> MemoryBudget:
     return MemoryBudget(system_memory(), "this machine's RAM")
 
 
-def plan_table_rows(plans: list[tuple[MemoryPlan, MemoryBudget | None]]) -> list[tuple[Any, ...]]:
+def plan_table_rows(plans: Sequence[tuple[MemoryPlan, MemoryBudget | None]]) -> list[tuple[Any, ...]]:
     """One row per plan: model, settings, the five components and the total in GiB, and the verdict."""
     rows = []
     for plan, budget in plans:
@@ -362,4 +362,34 @@ def plan_table_rows(plans: list[tuple[MemoryPlan, MemoryBudget | None]]) -> list
 PLAN_TABLE_HEADERS = (
     "model", "settings", "weights GiB", "adapters GiB", "optimizer GiB", "activations GiB", "overhead GiB",
     "total GiB", "on the budget",
+)  # fmt: skip
+
+
+# The seed document's memory budgets (RTX 5090, 32 GB, 4-bit NF4): model, LoRA rank, its total in GB.
+SEED_CLAIMS = (
+    ("qwen2.5-coder-14b", 256, 27.2, "7.0 base + 0.2 LoRA + 7.0 optimizer + 10.0 activations + 3.0 overhead"),
+    ("qwen2.5-coder-7b", 256, 18.0, "total only"),
+    ("deepseek-coder-v2-lite", 256, 22.0, "total only"),
+    ("codellama-34b", 128, 30.0, "total only"),
+)
+
+
+def seed_comparison(budget: MemoryBudget, seq_len: int = 4096) -> list[tuple[Any, ...]]:
+    """The planner against the seed's budgets: the original trainer's micro-batch 4, and micro-batch 1."""
+    from codelupe_pipeline.train.profiles import PROFILES
+
+    rows = []
+    for name, rank, claim, breakdown in SEED_CLAIMS:
+        for micro_batch in (1, 4):
+            plan = plan_memory(
+                PROFILES[name], PlanSettings(lora_rank=rank, seq_len=seq_len, micro_batch_size=micro_batch)
+            )
+            row = plan_table_rows([(plan, budget)])[0]
+            rows.append((name, rank, f"{micro_batch} x {seq_len}", *row[2:], f"{claim:g} GB ({breakdown})", ""))
+    return rows
+
+
+SEED_TABLE_HEADERS = (
+    "model", "LoRA rank", "micro-batch x tokens", "weights GiB", "adapters GiB", "optimizer GiB",
+    "activations GiB", "overhead GiB", "planned total GiB", "on the budget", "seed's claim", "measured peak GiB",
 )  # fmt: skip
