@@ -417,6 +417,7 @@ def _train(job: TrainingJob, processes: Processes, emit: Emit) -> dict[str, Any]
     emit(
         {
             "event": "start",
+            "pid": os.getpid(),
             "steps": steps,
             "resumed_from_step": resumed_from,
             "trainable_params": lora_params,
