@@ -111,10 +111,10 @@ def test_a_plan_that_does_not_fit_is_refused_before_training(pipeline: tuple[Set
 def test_killed_materialization_resumes_then_a_champion_is_continued(pipeline: tuple[Settings, Path]) -> None:
     settings, home = pipeline
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(PACKAGE_ROOT), os.environ.get("PYTHONPATH"))))}
+    args = [str(settings.data_dir), str(settings.sources_file), str(home), json.dumps(TRAIN)]
     worker = subprocess.Popen(
-        [sys.executable, "-c", MATERIALIZE, str(settings.data_dir), str(settings.sources_file), str(home), json.dumps(TRAIN)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [sys.executable, "-c", MATERIALIZE, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     checkpoints = settings.models_dir / "checkpoints"
     deadline = time.monotonic() + 300
     events: list[dict[str, Any]] = []
