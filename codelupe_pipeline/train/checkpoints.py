@@ -9,7 +9,7 @@ resumes. Its layout:
     events.jsonl             every event of every attempt (steps, evaluations, checkpoints)
     train.log                the training processes' stderr
     step-000050/             a checkpoint: LoRA weights, optimizer, scheduler, RNG of every rank, trainer state
-    best-000050/             the adapter with the lowest validation loss so far
+    best-000025/             the adapter with the lowest validation loss so far (the trainer state names it)
     complete.json            written when training finished: the result, so a crash after it costs nothing
 
 Every directory is written under a `.partial` name and renamed when whole, so a kill -9 at any moment
@@ -97,9 +97,17 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def best_adapter(run_dir: Path) -> Path | None:
-    found = _numbered(run_dir, "best")
-    return found[-1] if found else None
+def best_dir(run_dir: Path, step: int) -> Path:
+    return run_dir / f"best-{step:06d}"
+
+
+def keep_best(run_dir: Path, best_step: int, up_to_step: int) -> None:
+    """Drop best adapters the trainer state does not point at: older ones, and any from steps after the
+    state (written by an attempt killed before its next checkpoint, which the resumed run will redo)."""
+    for path in _numbered(run_dir, "best"):
+        step = int(path.name.rsplit("-", 1)[1])
+        if step != best_step and (step < best_step or step > up_to_step):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def partial_dir(run_dir: Path, prefix: str, step: int) -> Path:
@@ -109,13 +117,13 @@ def partial_dir(run_dir: Path, prefix: str, step: int) -> Path:
     return path
 
 
-def publish(partial: Path, keep: int) -> Path:
+def publish(partial: Path, keep: int | None = None) -> Path:
     """Rename a finished `.partial` directory into place; keep only the newest `keep` of its kind."""
     final = partial.with_name(partial.name.removesuffix(".partial"))
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
     prefix = final.name.rsplit("-", 1)[0]
-    for old in _numbered(final.parent, prefix)[:-keep]:
+    for old in _numbered(final.parent, prefix)[:-keep] if keep else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
 

@@ -198,49 +198,61 @@ def _file_samples(file: SnapshotFile, tokenizer: Any, spec: SampleSpec, budget: 
     token_starts = [start for start, _ in offsets]
     rng = random.Random(f"{spec.seed}:{file.repo}:{file.path}")
     header = f"{spec.file_separator}{file.path}\n" if spec.file_separator else ""
+    targets = _targets(text, file.language, token_starts, budget)
+    formats = [rng.choice(spec.formats) for _ in targets]
+    instructions = [rng.choice(INSTRUCTIONS) for _ in targets]
 
-    def render(fmt: str, start: int, end: int, context: int) -> list[tuple[str, bool]]:
-        """The sample as (text, takes loss) pieces, with about `context` tokens of code around the target."""
+    def render(i: int, context: int) -> list[tuple[str, bool]]:
+        """Sample i as (text, takes loss) pieces, with about `context` tokens of code around the target."""
+        start, end = targets[i].start, targets[i].end
         middle = text[start:end]
-        if fmt == "fim":
+        if formats[i] == "fim":
             assert spec.fim is not None
             prefix = text[_clip_start(text, token_starts, start, context * 2 // 3) : start]
             suffix = text[end : _clip_end(text, token_starts, end, context // 3)]
             return [(f"{spec.fim.prefix}{prefix}{spec.fim.suffix}{suffix}{spec.fim.middle}", False), (middle, True)]
         prefix = text[_clip_start(text, token_starts, start, context) : start]
-        if fmt == "completion":
+        if formats[i] == "completion":
             return [(header + prefix, False), (middle, True)]
-        return _chat_pieces(tokenizer, file, prefix, middle, rng)
+        return _chat_pieces(tokenizer, file, instructions[i], prefix, middle)
 
+    # The context is estimated from the file's own tokens; a sample that comes out too long is rendered
+    # again with less. Each round tokenizes all its pieces in one call (the tokenizer's threads share it).
+    contexts = [spec.seq_len - _count(token_starts, t.start, t.end) - 16 for t in targets]  # 16: special tokens
+    made: dict[int, tuple[list[int], int]] = {}
+    pending = list(range(len(targets)))
+    for _ in range(4):
+        rendered = [render(i, contexts[i]) for i in pending]
+        pieces = [piece for sample in rendered for piece, _ in sample]
+        encoded = iter(tokenizer(pieces, add_special_tokens=False)["input_ids"] if pieces else [])
+        retry = []
+        for i, sample in zip(pending, rendered, strict=True):
+            parts = [(next(encoded), takes_loss) for _, takes_loss in sample]
+            ids = [t for part, _ in parts for t in part]
+            if formats[i] == "fim" or (formats[i] == "completion" and targets[i].end == len(text)):
+                ids += eos
+            if len(ids) > spec.seq_len:
+                contexts[i] -= len(ids) - spec.seq_len + 8
+                retry.append(i)
+            else:
+                made[i] = (ids, sum(len(part) for part, takes_loss in parts if not takes_loss))
+        pending = retry
+        if not pending:
+            break
     out = []
-    for target in _targets(text, file.language, token_starts, budget):
-        fmt = rng.choice(spec.formats)
-        tail = eos if fmt == "fim" or (fmt == "completion" and target.end == len(text)) else []
-        context = spec.seq_len - _count(token_starts, target.start, target.end) - 16  # 16: special tokens
-        for _ in range(4):  # the context is estimated from the file's tokens: shrink it until it fits
-            encoded = [
-                (tokenizer(piece, add_special_tokens=False)["input_ids"], loss)
-                for piece, loss in render(fmt, target.start, target.end, context)
-            ]
-            prompt_len = sum(len(ids) for ids, loss in encoded if not loss)
-            ids = [i for piece_ids, _ in encoded for i in piece_ids] + tail
-            if len(ids) <= spec.seq_len:
-                break
-            context -= len(ids) - spec.seq_len + 8
-        else:
-            continue
-        if len(ids) - prompt_len < MIN_TARGET_TOKENS or prompt_len < 1:
-            continue
-        out.append(Sample(np.asarray(ids, dtype=np.int32), prompt_len, fmt, target.boundary))
+    for i in sorted(made):
+        ids, prompt_len = made[i]
+        if len(ids) - prompt_len >= MIN_TARGET_TOKENS and prompt_len >= 1:
+            out.append(Sample(np.asarray(ids, dtype=np.int32), prompt_len, formats[i], targets[i].boundary))
     return out
 
 
 def _chat_pieces(
-    tokenizer: Any, file: SnapshotFile, prefix: str, middle: str, rng: random.Random
+    tokenizer: Any, file: SnapshotFile, instruction: str, prefix: str, middle: str
 ) -> list[tuple[str, bool]]:
     """The prompt (up to the assistant turn) and the target (the assistant turn) in the model's template."""
     language = file.language
-    instruction = rng.choice(INSTRUCTIONS).format(language=language, path=file.path)
+    instruction = instruction.format(language=language, path=file.path)
     user = {"role": "user", "content": f"{instruction}\n\n```{language}\n{_fence(prefix)}```"}
     assistant = {"role": "assistant", "content": f"```{language}\n{_fence(middle)}```"}
     prompt = tokenizer.apply_chat_template([user], tokenize=False, add_generation_prompt=True)

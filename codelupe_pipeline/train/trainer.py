@@ -369,7 +369,7 @@ def _train(job: TrainingJob, processes: Processes, emit: Emit) -> dict[str, Any]
     complete = run_dir / "complete.json"
     tokenizer = load_tokenizer(job.base_model, job.chat_template)
     if complete.exists():  # finished before; the process that was to use the result died: hand it over again
-        result = json.loads(complete.read_text())
+        result = {**json.loads(complete.read_text()), "adapter_dir": job.adapter_dir}
         if rank == 0:
             _export(job, tokenizer, result)
         emit({"event": "done", **result, "reused": True})
@@ -397,22 +397,7 @@ def _train(job: TrainingJob, processes: Processes, emit: Emit) -> dict[str, Any]
     steps = params.max_steps or max(1, math.ceil(params.epochs * order.batches_per_epoch / per_step))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_multiplier(s, steps, params))
 
-    state = ckpt.TrainerState(data_fingerprint=data.fingerprint)
-    latest = ckpt.latest_checkpoint(run_dir)
-    if latest is not None:
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        state = ckpt.load_training_state(latest, optimizer, scheduler)
-        if state.data_fingerprint != data.fingerprint:
-            raise ValueError(
-                f"checkpoint {latest} was made on other samples than this snapshot gives now (did the sample "
-                "code change?): materialize with resume: false to start over"
-            )
-        set_peft_model_state_dict(model, load_file(str(latest / ckpt.ADAPTER_WEIGHTS), device=device))
-        ckpt.load_rng(latest, rank)
-    else:
-        torch.manual_seed(params.seed + rank)  # after the LoRA init: each process its own dropout masks
+    state = _restore(run_dir, model, optimizer, scheduler, data.fingerprint, processes, params.seed)
     resumed_from, seconds_before = state.step, state.seconds
     emit(
         {
@@ -438,9 +423,9 @@ def _train(job: TrainingJob, processes: Processes, emit: Emit) -> dict[str, Any]
         improved = state.best_val_loss is None or loss < state.best_val_loss - params.early_stopping_min_delta
         if improved:
             state.best_val_loss, state.best_step, state.evals_without_improvement = loss, step, 0
-            if rank == 0:
+            if rank == 0:  # kept until a checkpoint records a better one (see save_checkpoint)
                 model.save_pretrained(str(ckpt.partial_dir(run_dir, "best", step)))
-                ckpt.publish(run_dir / f"best-{step:06d}.partial", keep=1)
+                ckpt.publish(run_dir / f"best-{step:06d}.partial")
         else:
             state.evals_without_improvement += 1
         emit({"event": "eval", "step": step, "val_loss": loss, "best": improved})
@@ -456,6 +441,7 @@ def _train(job: TrainingJob, processes: Processes, emit: Emit) -> dict[str, Any]
             model.save_pretrained(str(partial))
             ckpt.save_training_state(partial, optimizer, scheduler, state)
             ckpt.publish(partial, params.keep_checkpoints)
+            ckpt.keep_best(run_dir, state.best_step, state.step)
         processes.barrier()
         emit({"event": "checkpoint", "step": step, "path": str(run_dir / partial.name.removesuffix(".partial"))})
 
@@ -561,6 +547,36 @@ def _train(job: TrainingJob, processes: Processes, emit: Emit) -> dict[str, Any]
     return result
 
 
+def _restore(
+    run_dir: Path,
+    model: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    fingerprint: str,
+    processes: Processes,
+    seed: int,
+) -> ckpt.TrainerState:
+    """The state of the last checkpoint, loaded into model, optimizer, scheduler and RNG; or a fresh state."""
+    latest = ckpt.latest_checkpoint(run_dir)
+    if latest is None:
+        torch.manual_seed(seed + processes.rank)  # after the LoRA init: each process its own dropout masks
+        return ckpt.TrainerState(data_fingerprint=fingerprint)
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    state = ckpt.load_training_state(latest, optimizer, scheduler)
+    if state.data_fingerprint != fingerprint:
+        raise ValueError(
+            f"checkpoint {latest} was made on other samples than this snapshot gives now (did the sample code "
+            "change?): materialize with resume: false to start over"
+        )
+    set_peft_model_state_dict(model, load_file(str(latest / ckpt.ADAPTER_WEIGHTS), device=processes.device))
+    ckpt.load_rng(latest, processes.rank)
+    if processes.rank == 0:
+        ckpt.keep_best(run_dir, state.best_step, state.step)
+    return state
+
+
 def _seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -592,9 +608,7 @@ def _data_summary(data: TrainingData) -> dict[str, Any]:
 
 def _export(job: TrainingJob, tokenizer: Any, result: dict[str, Any]) -> None:
     """The best adapter, its tokenizer and the job, into `adapter_dir`: whole or not at all, never overwritten."""
-    best = ckpt.best_adapter(Path(job.run_dir))
-    if best is None:
-        raise RuntimeError(f"no best adapter under {job.run_dir}")
+    best = ckpt.best_dir(Path(job.run_dir), result["best_step"])
     target = Path(job.adapter_dir)
     if target.exists():
         raise FileExistsError(f"adapter directory {target} exists: adapters are never overwritten")
