@@ -73,7 +73,8 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], 
 
 
 def test_same_snapshot_and_seed_give_the_same_loss_curve(fixture: TrainingFixture, tmp_path: Path) -> None:
-    first, events = run_in_process(make_job(fixture, tmp_path / "a", max_steps=4))
+    job = make_job(fixture, tmp_path / "a", max_steps=4)
+    first, events = run_in_process(job)
     again, _ = run_in_process(make_job(fixture, tmp_path / "b", max_steps=4))
     other, _ = run_in_process(make_job(fixture, tmp_path / "c", max_steps=4, seed=43))
     assert first["train_losses"] == again["train_losses"] and first["val_losses"] == again["val_losses"]
@@ -89,6 +90,10 @@ def test_same_snapshot_and_seed_give_the_same_loss_curve(fixture: TrainingFixtur
     adapter = Path(first["adapter_dir"])
     assert {"adapter_config.json", "tokenizer.json", "training_job.json"} <= {p.name for p in adapter.iterdir()}
     assert TrainingJob.from_json((adapter / "training_job.json").read_text()).params.seed == 42
+    # Run again after it finished (the process that was to register it died): the result is handed over again.
+    handed, handed_events = run_in_process(replace(job, adapter_dir=str(tmp_path / "a" / "again")))
+    assert handed_events[-1]["reused"] and [tuple(x) for x in handed["train_losses"]] == first["train_losses"]
+    assert_same_weights(weights(tmp_path / "a" / "again"), weights(first["adapter_dir"]), atol=0)
 
 
 def test_early_stopping_keeps_the_best_adapter(fixture: TrainingFixture, tmp_path: Path) -> None:

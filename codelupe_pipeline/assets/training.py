@@ -382,7 +382,7 @@ def lora_adapter(
 
     init_label, init_dir, adapter_config = "fresh", None, None
     if config.init == "champion":
-        found = champion_adapter(registry, base_model, checkpoints_dir)
+        found = champion_adapter(registry, base_model, storage.adapters_dir.parent / "downloads")
         if found is None:
             context.log.info("init: champion requested, but there is no champion yet: training a fresh adapter")
         else:
