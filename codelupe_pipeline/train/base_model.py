@@ -107,7 +107,7 @@ def load_model(location: str, device: str, quantization: str = "none") -> Any:
     from transformers import AutoModelForCausalLM
 
     quantization = resolve_quantization(quantization, device)
-    compute = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    compute = torch.bfloat16 if device.startswith("cuda") and quantization != "fp32" else torch.float32
     kwargs: dict[str, Any] = {"attn_implementation": attention_implementation(device), "dtype": compute}
     if quantization in ("nf4", "int8"):
         from transformers import BitsAndBytesConfig
