@@ -54,10 +54,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def emit(event: dict[str, Any]) -> None:
         line = json.dumps(event, default=str)
-        print(EVENT_PREFIX + line, flush=True)
-        if events is not None:
+        if events is not None:  # the run's own record first: whoever sees the line can find it there too
             events.write(line + "\n")
             events.flush()
+        print(EVENT_PREFIX + line, flush=True)
 
     try:
         train(job, emit)
