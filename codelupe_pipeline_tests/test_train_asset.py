@@ -17,10 +17,13 @@ import dagster as dg
 import pytest
 from mlflow import MlflowClient
 
+from codelupe_pipeline.assets.ingestion import SOURCES
 from codelupe_pipeline.assets.training import BASE_MODEL, LORA_ADAPTER
+from codelupe_pipeline.automation.jobs import ingest_and_curate_job
+from codelupe_pipeline.automation.sources_sensor import partition_range_tags
 from codelupe_pipeline.definitions import build_definitions
 from codelupe_pipeline.registry.mlflow_store import CHAMPION, ModelRegistry
-from codelupe_pipeline.resources import ComputeResource
+from codelupe_pipeline.resources import ComputeResource, SourcesResource
 from codelupe_pipeline.settings import Settings
 from codelupe_pipeline.train.launcher import PACKAGE_ROOT
 from codelupe_pipeline_tests.corpus import build_fixture_corpus
@@ -51,20 +54,28 @@ with dg.DagsterInstance.from_config(sys.argv[3]) as instance:
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path]:
-    """Ingestion, curation and the base model, materialized once into a persistent instance."""
+    """Ingestion (a partition per source), curation and the base model, once, into a persistent instance."""
     root = tmp_path_factory.mktemp("asset")
     settings = Settings(data_dir=root / "data", sources_file=build_fixture_corpus(root / "corpus"))
     home = root / "dagster_home"
     home.mkdir()
     defs = build_definitions(settings)
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        result = dg.materialize(
+        sources = (defs.resources or {})["sources"]
+        assert isinstance(sources, SourcesResource)
+        instance.add_dynamic_partitions(SOURCES, sources.load().names)
+        keys = list(instance.get_dynamic_partitions(SOURCES))
+        curated = defs.resolve_job_def(ingest_and_curate_job.name).execute_in_process(
+            instance=instance, tags=partition_range_tags(keys)
+        )
+        assert curated.success
+        built = dg.materialize(
             defs.assets,  # type: ignore[arg-type]
             resources=defs.resources,
             instance=instance,
-            selection=dg.AssetSelection.assets(BASE_MODEL).upstream(),
+            selection=[BASE_MODEL],
         )
-        assert result.success
+        assert built.success
     return settings, home
 
 
