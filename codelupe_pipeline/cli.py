@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -296,6 +297,59 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return 0
 
 
+def _markdown(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(str(v) for v in row) + " |" for row in rows])
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """The VRAM plan of a training setup, against the detected or a given GPU; exit 1 when it does not fit."""
+    from codelupe_pipeline.train.base_model import resolve_quantization
+    from codelupe_pipeline.train.memory import (
+        PLAN_TABLE_HEADERS,
+        SEED_TABLE_HEADERS,
+        GiB,
+        MemoryBudget,
+        PlanSettings,
+        memory_budget,
+        plan_memory,
+        plan_table_rows,
+        seed_comparison,
+    )
+    from codelupe_pipeline.train.profiles import PROFILES, resolve_profile
+
+    settings = Settings.from_env()
+    gpu_gb = args.gpu_gb if args.gpu_gb is not None else settings.gpu_memory_gb
+    budget = (
+        MemoryBudget(int(gpu_gb * GiB), f"a {gpu_gb:g} GiB GPU")
+        if gpu_gb
+        else memory_budget("cuda" if args.quantization != "fp32" else "cpu")
+    )
+    if args.compare_seed:
+        print(f"Budget: {budget.source}, {budget.bytes / GiB:.1f} GiB\n")
+        print(_markdown(SEED_TABLE_HEADERS, seed_comparison(budget)))
+        return 0
+    names = list(PROFILES) if args.all else [args.model or settings.model]
+    plans = []
+    for name in names:
+        profile = resolve_profile(name, settings.model_profiles_file)
+        plan_settings = PlanSettings(
+            quantization=resolve_quantization(args.quantization, "cuda"),
+            lora_rank=args.rank or profile.lora_rank,
+            seq_len=args.seq_len or profile.seq_len,
+            micro_batch_size=args.micro_batch or profile.micro_batch_size,
+            gradient_checkpointing=not args.no_gradient_checkpointing,
+            optimizer=args.optimizer,
+        )
+        plans.append((plan_memory(profile, plan_settings), budget))
+    print(f"Budget: {budget.source}, {budget.bytes / GiB:.1f} GiB\n")
+    print(_markdown(PLAN_TABLE_HEADERS, plan_table_rows(plans)))
+    if len(plans) == 1:
+        plan = plans[0][0]
+        print("\n" + _markdown(("component", "GiB", "how it is counted"), plan.rows()))
+    return 0 if all(plan.total <= plan_budget.bytes for plan, plan_budget in plans) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="codelupe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -326,6 +380,18 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("champion", help="the current champion and challenger with their lineage").set_defaults(
         func=cmd_champion
     )
+    plan = sub.add_parser("plan", help="will training fit the GPU? the memory plan, component by component")
+    plan.add_argument("--model", help="profile, hub id or local model directory (default: CODELUPE_MODEL)")
+    plan.add_argument("--all", action="store_true", help="every built-in profile with its recommended settings")
+    plan.add_argument("--quantization", default="nf4", choices=["nf4", "int8", "bf16", "fp32"])
+    plan.add_argument("--rank", type=int, help="LoRA rank (default: the profile's)")
+    plan.add_argument("--seq-len", type=int, help="tokens per sequence (default: the profile's)")
+    plan.add_argument("--micro-batch", type=int, help="sequences per forward pass (default: the profile's)")
+    plan.add_argument("--no-gradient-checkpointing", action="store_true")
+    plan.add_argument("--optimizer", default="paged_adamw_8bit", choices=["paged_adamw_8bit", "adamw_8bit", "adamw"])
+    plan.add_argument("--gpu-gb", type=float, help="plan against a GPU of this many GiB (default: detect)")
+    plan.add_argument("--compare-seed", action="store_true", help="the planner against the seed's budgets")
+    plan.set_defaults(func=cmd_plan)
     ui = sub.add_parser("ui", help="serve the Dagster UI and the MLflow UI on the same state")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--dagster-port", type=int, default=3000)

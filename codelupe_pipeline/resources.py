@@ -132,6 +132,12 @@ class ComputeResource(dg.ConfigurableResource):
     """The device that trains and generates: `auto` takes CUDA when a GPU is present."""
 
     device: str = Field(default="auto", description="auto, cpu or cuda (CODELUPE_DEVICE).")
+    gpu_memory_gb: float = Field(
+        default=0.0, description="GiB the training plan must fit; 0 = detect (CODELUPE_GPU_MEMORY_GB)."
+    )
+    train_processes: int = Field(
+        default=1, description="Data-parallel training processes, one per GPU (CODELUPE_TRAIN_PROCESSES)."
+    )
 
     def resolve(self) -> str:
         import torch
@@ -150,9 +156,10 @@ class ModelResource(dg.ConfigurableResource):
     """Which base model to fine-tune: a profile name, a hub id or a local model directory."""
 
     model: str = Field(default="tiny", description="Profile, hub id or local path (CODELUPE_MODEL).")
+    profiles_file: str = Field(default="", description="Extra model profiles, YAML (CODELUPE_MODEL_PROFILES).")
 
     def profile(self) -> ModelProfile:
-        return resolve_profile(self.model)
+        return resolve_profile(self.model, Path(self.profiles_file) if self.profiles_file else None)
 
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
@@ -178,6 +185,10 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             sandbox_workers=settings.sandbox_workers,
             results_path=str(settings.eval_results_path),
         ),
-        "compute": ComputeResource(device=settings.device),
-        "model": ModelResource(model=settings.model),
+        "compute": ComputeResource(
+            device=settings.device,
+            gpu_memory_gb=settings.gpu_memory_gb,
+            train_processes=settings.train_processes,
+        ),
+        "model": ModelResource(model=settings.model, profiles_file=str(settings.model_profiles_file)),
     }

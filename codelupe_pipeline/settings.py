@@ -57,7 +57,22 @@ class Settings:
         "tiny",
         "Base model: a profile name (tiny, qwen2.5-coder-7b, qwen2.5-coder-14b, ...), a hub id or a local path.",
     )
+    model_profiles_file: Path = _setting(
+        "CODELUPE_MODEL_PROFILES",
+        CHECKOUT_DIR / "profiles.yaml",
+        "YAML file of extra or adjusted model profiles (`profiles: [{name, base, ...}]`); absent = none.",
+    )
     device: str = _setting("CODELUPE_DEVICE", "auto", "Compute device: auto (CUDA when present), cpu or cuda.")
+    gpu_memory_gb: float = _setting(
+        "CODELUPE_GPU_MEMORY_GB",
+        0.0,
+        "GPU memory (GiB) the training plan must fit; 0 = the detected GPU's (on CPU: the machine's RAM).",
+    )
+    train_processes: int = _setting(
+        "CODELUPE_TRAIN_PROCESSES",
+        1,
+        "Data-parallel training processes, one per GPU (torchrun, DDP); 1 = a single device.",
+    )
     mlflow_tracking_uri: str = _setting(
         "CODELUPE_MLFLOW_TRACKING_URI",
         "",

@@ -11,7 +11,9 @@ from codelupe_pipeline_tests.corpus import build_fixture_corpus
 # Small enough for a 2-core CI machine, large enough to exercise every stage for real.
 FAST_RUN_CONFIG = {
     "ops": {
-        "lora_adapter": {"config": {"max_steps": 6, "eval_every": 3, "micro_batch_size": 4, "seq_len": 128}},
+        "lora_adapter": {
+            "config": {"max_steps": 6, "eval_every": 3, "checkpoint_every": 3, "micro_batch_size": 4, "seq_len": 128}
+        },
         "model_evaluation": {
             "config": {"task_limit": 3, "max_new_tokens": 16, "your_stack_tasks": 3, "perplexity_max_chars": 20_000}
         },

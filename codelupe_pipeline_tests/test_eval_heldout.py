@@ -131,7 +131,8 @@ def test_selection_is_deterministic_and_bounded() -> None:
 def test_perplexity_texts_and_version() -> None:
     heldout = build_heldout(FILES, HeldoutParams(perplexity_max_chars=300))
     assert [f.path for f in heldout.files] == ["geometry.py"]  # sorted by repo and path, within the budget
-    assert heldout.perplexity_texts("")[0] == "geometry.py\n" + PYTHON
+    assert heldout.perplexity_texts("<file_sep>")[0] == "<file_sep>geometry.py\n" + PYTHON
+    assert heldout.perplexity_texts("")[0] == PYTHON  # no separator token: files go unframed, as in training
     changed = build_heldout([SnapshotFile("repo", "geometry.py", "python", PYTHON + "\n")], heldout.params)
     assert changed.version != heldout.version
     assert build_heldout(FILES, HeldoutParams(perplexity_max_chars=300)).version == heldout.version

@@ -70,7 +70,13 @@ def truncate_at_stop(text: str, stops: Sequence[str]) -> str:
     return text[:cut]
 
 
-FILE_SEPARATOR = "<|file_sep|>"  # how training frames each file, when the tokenizer has it (train/samples.py)
+# The tokens that start a file in repo-level pretraining (Qwen2.5-Coder's, StarCoder2's): training frames each
+# file with the model's own (train/samples.py); without one, files go unframed.
+FILE_SEPARATORS = ("<|file_sep|>", "<file_sep>")
+
+
+def file_separator(vocab: Mapping[str, int]) -> str:
+    return next((token for token in FILE_SEPARATORS if token in vocab), "")
 
 
 class Backend(Protocol):
@@ -166,7 +172,7 @@ class TransformersBackend:
         self.tokenizer.padding_side = "left"  # generation continues each prompt's end
         # Long files are scored in windows and long prompts cut to fit: no "longer than the maximum" warning.
         self.tokenizer.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True
-        self.file_separator = FILE_SEPARATOR if FILE_SEPARATOR in self.tokenizer.get_vocab() else ""
+        self.file_separator = file_separator(self.tokenizer.get_vocab())
         self.max_positions = int(getattr(model.config, "max_position_embeddings", 0) or 1 << 30)
 
     def _using(self, adapter: str | None) -> AbstractContextManager[Any]:
@@ -298,8 +304,7 @@ class VllmBackend:
             )
         self.llm = LLM(**kwargs)
         self.failed_adapters: dict[str, str] = {}  # vLLM loads adapters with their first request
-        vocab = self.llm.get_tokenizer().get_vocab()
-        self.file_separator = FILE_SEPARATOR if FILE_SEPARATOR in vocab else ""
+        self.file_separator = file_separator(self.llm.get_tokenizer().get_vocab())
         self.loras = {name: LoRARequest(name, i + 1, d) for i, (name, d) in enumerate(adapters.items())}
 
     def _lora(self, adapter: str | None) -> Any:

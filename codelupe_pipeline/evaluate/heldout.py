@@ -74,8 +74,8 @@ class CompletionTask:
     indent: int  # the function's own indentation (Python: where the body ends)
 
     def prompt(self, file_separator: str) -> str:
-        """The same framing training uses for a file: `<|file_sep|>path\\ncontent`."""
-        return f"{file_separator}{self.path}\n{self.prefix}"
+        """The framing training uses for a file: `<file separator>path\\n` + content, unframed without one."""
+        return _framed(file_separator, self.path, self.prefix)
 
     def cut(self, completion: str) -> str:
         return cut_body(self.language, completion, self.indent)
@@ -97,7 +97,11 @@ class HeldoutSet:
         return digest.hexdigest()[:16]
 
     def perplexity_texts(self, file_separator: str) -> list[str]:
-        return [f"{file_separator}{f.path}\n{f.content}" for f in self.files]
+        return [_framed(file_separator, f.path, f.content) for f in self.files]
+
+
+def _framed(file_separator: str, path: str, text: str) -> str:
+    return f"{file_separator}{path}\n{text}" if file_separator else text
 
 
 def _python_functions(content: str) -> list[tuple[int, int]]:

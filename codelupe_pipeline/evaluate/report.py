@@ -40,12 +40,10 @@ def registered_subject(
 ) -> Subject:
     """A registered version as a subject: its base model (from its tags) and its adapter, downloaded once from
     MLflow. Raises with the reason when either cannot be found."""
-    if not champion.run_id:
-        raise RuntimeError(f"version {champion.version} has no MLflow run to take its adapter from")
     target = cache_dir / f"v{champion.version}"
     adapter = target / ADAPTER_ARTIFACT_PATH
     if not (adapter / "adapter_config.json").exists():
-        registry.download_artifacts(champion.run_id, ADAPTER_ARTIFACT_PATH, target)
+        registry.download_adapter(champion.version, target)
     base = champion.tags.get("base_model") or adapter_base_model(adapter)
     if not base:
         raise RuntimeError(f"version {champion.version} records no base model")

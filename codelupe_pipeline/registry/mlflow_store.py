@@ -137,11 +137,28 @@ class ModelRegistry:
         for key, value in tags.items():
             self.client.set_model_version_tag(self.model_name, version, key, str(value))
 
-    # Evaluation
-    def download_artifacts(self, run_id: str, artifact_path: str, destination: Path) -> Path:
-        """A run's artifact directory, downloaded under `destination` (an adapter, to re-score a champion)."""
+    # Added for training: resuming a run, single-file artifacts, fetching an adapter to continue from.
+    def reopen_run(self, run_id: str) -> bool:
+        """Mark an interrupted run as running again (a resumed training continues its curve); False if gone."""
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            return False
+        if run.info.lifecycle_stage != "active":
+            return False
+        self.client.update_run(run_id, status="RUNNING")
+        return True
+
+    def log_file(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path=artifact_path)
+
+    def download_adapter(self, version: str, destination: Path) -> Path:
+        """The adapter files of a model version, downloaded from its run's artifacts."""
+        info = self.version(version)
+        if info.run_id is None:
+            raise ValueError(f"{self.model_name} v{version} has no run to download its adapter from")
         destination.mkdir(parents=True, exist_ok=True)
-        return Path(self.client.download_artifacts(run_id, artifact_path, str(destination)))
+        return Path(self.client.download_artifacts(info.run_id, ADAPTER_ARTIFACT_PATH, str(destination)))
 
     def log_table(self, run_id: str, columns: Mapping[str, list[Any]], artifact_file: str) -> None:
         """A table the MLflow UI shows in the run's artifacts (column name -> values)."""

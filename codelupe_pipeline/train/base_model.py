@@ -87,43 +87,55 @@ def attention_implementation(device: str) -> str:
     return "sdpa"
 
 
+def resolve_quantization(quantization: str, device: str) -> str:
+    """auto: 4-bit NF4 on CUDA (QLoRA), fp32 on CPU. `none` (older configs) means the device's float type."""
+    if quantization == "auto":
+        return "nf4" if device.startswith("cuda") else "fp32"
+    if quantization == "none":
+        return "bf16" if device.startswith("cuda") else "fp32"
+    if quantization == "bf16" and not device.startswith("cuda"):
+        return "fp32"  # bf16 matmuls on CPU are slow and not what CI tests
+    return quantization
+
+
 def load_model(location: str, device: str, quantization: str = "none") -> Any:
     """Load a causal LM for LoRA training or inference.
 
-    On CUDA with quantization='nf4': bitsandbytes 4-bit NF4, double quantization, bf16 compute (QLoRA).
-    On CPU: fp32, no quantization, the same code path otherwise.
+    nf4: bitsandbytes 4-bit NF4 with double quantization (QLoRA); compute in bf16 on CUDA, fp32 on CPU
+    (bitsandbytes 0.50 runs 4-bit on CPU too). int8: LLM.int8(). bf16 / fp32: unquantized.
     """
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {"attn_implementation": attention_implementation(device)}
-    if device.startswith("cuda"):
-        kwargs["dtype"] = torch.bfloat16
-        if quantization in ("nf4", "int8"):
-            from transformers import BitsAndBytesConfig
+    quantization = resolve_quantization(quantization, device)
+    compute = torch.bfloat16 if device.startswith("cuda") and quantization != "fp32" else torch.float32
+    kwargs: dict[str, Any] = {"attn_implementation": attention_implementation(device), "dtype": compute}
+    if quantization in ("nf4", "int8"):
+        from transformers import BitsAndBytesConfig
 
-            kwargs["quantization_config"] = (
-                BitsAndBytesConfig(
-                    load_in_4bit=True,
-                    bnb_4bit_quant_type="nf4",
-                    bnb_4bit_use_double_quant=True,
-                    bnb_4bit_compute_dtype=torch.bfloat16,
-                )
-                if quantization == "nf4"
-                else BitsAndBytesConfig(load_in_8bit=True)
+        kwargs["quantization_config"] = (
+            BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=compute,
             )
-        kwargs["device_map"] = {"": torch.cuda.current_device()}
-    else:
-        kwargs["dtype"] = torch.float32
+            if quantization == "nf4"
+            else BitsAndBytesConfig(load_in_8bit=True)
+        )
+        kwargs["device_map"] = {"": torch.device(device).index or 0} if device.startswith("cuda") else {"": "cpu"}
     model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
-    if not device.startswith("cuda"):
+    if quantization not in ("nf4", "int8"):
         model = model.to(device)  # type: ignore[arg-type]
     return model
 
 
-def load_tokenizer(location: str) -> Any:
+def load_tokenizer(location: str, chat_template: str | None = None) -> Any:
+    """The model's tokenizer; `chat_template` (the profile's) only where the tokenizer ships none."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(location)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if chat_template and not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = chat_template
     return tokenizer
