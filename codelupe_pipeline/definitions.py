@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from codelupe_pipeline.assets.curation import build_sql_model_assets, curated_snapshot, snapshot_rows_unique
+from codelupe_pipeline.assets.curation import build_curation
 from codelupe_pipeline.assets.evaluation import benchmarks_complete, model_evaluation, sandbox_isolated
 from codelupe_pipeline.assets.ingestion import github_repositories, raw_code_files
 from codelupe_pipeline.assets.registry import registered_model_version
@@ -23,18 +23,18 @@ from codelupe_pipeline.settings import Settings
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
+    curation_assets, curation_checks = build_curation(settings.sql_dir)
     return dg.Definitions(
         assets=[
             github_repositories,
             raw_code_files,
-            *build_sql_model_assets(settings.sql_dir),
-            curated_snapshot,
+            *curation_assets,
             base_model,
             lora_adapter,
             model_evaluation,
             registered_model_version,
         ],
-        asset_checks=[snapshot_rows_unique, sandbox_isolated, benchmarks_complete],
+        asset_checks=[*curation_checks, sandbox_isolated, benchmarks_complete],
         jobs=[full_pipeline_job, ingest_and_curate_job, train_and_evaluate_job, discover_github_job],
         sensors=[
             build_sources_sensor(ingest_and_curate_job.name, settings.sources_sensor_interval_seconds),

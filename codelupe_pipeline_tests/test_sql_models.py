@@ -1,4 +1,4 @@
-"""The dbt-like SQL model runner: dependencies, descriptions, declared tests, errors with file and line."""
+"""The dbt-like SQL model runner: dependencies, descriptions, declared tests, vars, errors with file and line."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from codelupe_pipeline.curate.sql_models import SqlModelError, load_models, run_model, run_test
+from codelupe_pipeline.assets.curation import SOURCE_TABLES
+from codelupe_pipeline.curate.sql_models import SqlModelError, load_models, load_vars, run_model, run_test
 from codelupe_pipeline.settings import CHECKOUT_DIR
+
+SQL_DIR = CHECKOUT_DIR / "dbt_like_sql"
 
 
 def write(dir_: Path, name: str, text: str) -> None:
@@ -16,12 +19,19 @@ def write(dir_: Path, name: str, text: str) -> None:
 
 
 def test_project_models_parse_in_dependency_order() -> None:
-    models = load_models(CHECKOUT_DIR / "dbt_like_sql", known_sources={"raw_files", "raw_blobs"})
+    models = load_models(SQL_DIR, known_sources=set(SOURCE_TABLES))
     order = list(models)
-    assert order.index("stg_raw_files") < order.index("file_features") < order.index("curated_files")
+    chain = ["stg_raw_files", "secret_redactions", "redacted_files", "file_features", "file_verdicts",
+             "deduped_files", "minhash_signatures", "near_duplicates", "contaminated_files", "file_decisions",
+             "curated_files"]  # fmt: skip
+    assert [order.index(name) for name in chain] == sorted(order.index(name) for name in chain)
     assert models["curated_files"].materialized == "table"
     assert models["stg_raw_files"].materialized == "view"
     assert {t.name for t in models["curated_files"].tests} >= {"unique_sha256", "min_rows"}
+    # Every model says what it is, and every var it names is defined.
+    assert all(not m.description.startswith("SQL model ") for m in models.values())
+    variables = load_vars(SQL_DIR)
+    assert all(name in variables for m in models.values() for name in m.vars)
 
 
 def test_refs_tests_and_errors(tmp_path: Path) -> None:
@@ -53,4 +63,30 @@ def test_refs_tests_and_errors(tmp_path: Path) -> None:
 
     write(tmp_path, "dangling.sql", "SELECT 1\n\nFROM {{ ref('missing') }}\n")
     with pytest.raises(SqlModelError, match=r"dangling\.sql:3: ref\('missing'\) names no model"):
+        load_models(tmp_path)
+
+
+def test_vars_and_per_language_vars(tmp_path: Path) -> None:
+    write(tmp_path, "vars.yaml", "limit: 3\nline_limit: {default: 10, sql: null, json: 2}\nnames: [a, 'b''c']\n")
+    write(
+        tmp_path,
+        "files.sql",
+        "-- Files and their per-language limit.\n"
+        "SELECT language, {{ var_by_language('line_limit') }} AS line_limit, {{ var('limit') }} AS n,\n"
+        "       list_contains({{ var('names') }}, 'b''c') AS quoted\n"
+        "FROM (VALUES ('python'), ('sql'), ('json')) AS t(language)\n",
+    )
+    model = load_models(tmp_path)["files"]
+    assert model.vars == ("line_limit", "limit", "names")
+    con = duckdb.connect()
+    run_model(con, model, load_vars(tmp_path))
+    rows = dict(con.execute("SELECT language, line_limit FROM files").fetchall())
+    assert rows == {"python": 10, "sql": None, "json": 2}
+    assert con.execute("SELECT DISTINCT n, quoted FROM files").fetchall() == [(3, True)]
+
+    write(tmp_path, "files.sql", "-- Misused.\nSELECT {{ var('line_limit') }} AS x\n")
+    with pytest.raises(SqlModelError, match=r"files\.sql:2: var\('line_limit'\) is a mapping"):
+        run_model(con, load_models(tmp_path)["files"], load_vars(tmp_path))
+    write(tmp_path, "files.sql", "-- Missing.\nSELECT {{ var('nope') }} AS x\n")
+    with pytest.raises(SqlModelError, match=r"files\.sql:2: var\('nope'\) is not defined in vars\.yaml"):
         load_models(tmp_path)

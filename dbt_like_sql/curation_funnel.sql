@@ -1,19 +1,26 @@
--- The filter funnel a curator reads first: rows in, rows dropped by each rule (the first that dropped
--- them), exact duplicates removed, rows out.
+-- The filter funnel a curator reads first: rows in; for each rule, the files it dropped (the first rule
+-- they failed) and the files failing it at all (a rule dropping few of many it fails sits behind another);
+-- then exact duplicates, near-duplicates, benchmark contamination; rows out.
 {{ config(materialized='view') }}
-SELECT 0 AS step, 'rows_in' AS stage, count(*) AS files, sum(size_bytes) AS bytes
-FROM {{ ref('file_verdicts') }}
+WITH failing AS (
+    SELECT rule, count(*) AS files
+    FROM (SELECT unnest(failed_rules) AS rule FROM {{ ref('file_decisions') }})
+    GROUP BY rule
+),
+dropped AS (
+    SELECT drop_reason AS rule, min(drop_step) AS step, count(*) AS files, sum(size_bytes) AS bytes
+    FROM {{ ref('file_decisions') }}
+    WHERE drop_reason IS NOT NULL
+    GROUP BY drop_reason
+)
+SELECT 0 AS step, 'rows in' AS stage, count(*) AS files, NULL::BIGINT AS failing, sum(size_bytes) AS bytes
+FROM {{ ref('file_decisions') }}
 UNION ALL
-SELECT 1, 'dropped: ' || drop_reason, count(*), sum(size_bytes)
-FROM {{ ref('file_verdicts') }}
-WHERE drop_reason IS NOT NULL
-GROUP BY drop_reason
+SELECT d.step, 'dropped: ' || d.rule, d.files, coalesce(f.files, d.files), d.bytes
+FROM dropped AS d
+LEFT JOIN failing AS f USING (rule)
 UNION ALL
-SELECT 2, 'dropped: exact_duplicate', count(*) - (SELECT count(*) FROM {{ ref('deduped_files') }}),
-       sum(size_bytes) - (SELECT coalesce(sum(size_bytes), 0) FROM {{ ref('deduped_files') }})
-FROM {{ ref('file_verdicts') }}
+SELECT 10000, 'rows out', count(*), NULL, sum(size_bytes)
+FROM {{ ref('file_decisions') }}
 WHERE drop_reason IS NULL
-UNION ALL
-SELECT 3, 'rows_out', count(*), sum(size_bytes)
-FROM {{ ref('curated_files') }}
-ORDER BY step, files DESC
+ORDER BY step

@@ -1,4 +1,4 @@
--- The files curation starts from: every current raw file with its content.
+-- The files curation starts from: every current raw file with its content, as ingestion stored it.
 -- Superseded and deleted rows stay in the raw store for history and are not curated.
 {{ config(materialized='view') }}
 SELECT
@@ -10,8 +10,6 @@ SELECT
     f.stars,
     f.forks,
     f.sha256,
-    f.size_bytes,
-    f.line_count,
     b.content
 FROM {{ source('raw_files') }} AS f
 JOIN {{ source('raw_blobs') }} AS b USING (sha256)

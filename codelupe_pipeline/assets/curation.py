@@ -1,25 +1,40 @@
-"""Curation: one asset per SQL model in `dbt_like_sql/`, then the immutable curated snapshot.
+"""Curation: one asset per SQL model in `dbt_like_sql/`, the benchmark texts, then the immutable snapshot.
 
 Adding a SQL file adds an asset; its declared tests become asset checks. Every asset that opens the
-warehouse runs in the `duckdb` pool (limit 1), so Dagster never lets two of them fight over DuckDB's lock.
+warehouse runs in the `duckdb` pool (limit 1), so Dagster never lets two of them fight over DuckDB's lock;
+across processes (two runs, a CLI and the UI) the warehouse resource waits for the lock instead of failing.
+The checks on the snapshot read its Parquet file only.
 """
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
 
 from codelupe_pipeline.assets.ingestion import RAW_CODE_FILES
 from codelupe_pipeline.assets.metadata import markdown_table
-from codelupe_pipeline.curate.snapshot import SnapshotInfo, export_snapshot
+from codelupe_pipeline.curate import snapshot_checks
+from codelupe_pipeline.curate.decontamination import (
+    BENCHMARK_TEXTS_TABLE,
+    default_benchmark_texts,
+    write_benchmark_texts,
+)
+from codelupe_pipeline.curate.functions import register_curation_functions
+from codelupe_pipeline.curate.report import REPORT_MODELS, CurationReport, read_report
+from codelupe_pipeline.curate.snapshot import BYTES_PER_TOKEN, SnapshotInfo, export_snapshot
 from codelupe_pipeline.curate.sql_models import SqlModel, load_models, load_vars, run_model, run_test
 from codelupe_pipeline.resources import DuckDBWarehouse, StorageResource
 
+BENCHMARK_TEXTS = dg.AssetKey(BENCHMARK_TEXTS_TABLE)
 # Tables that `{{ source('...') }}` may name, and the asset that writes each.
-SOURCE_TABLES: dict[str, dg.AssetKey] = {"raw_files": RAW_CODE_FILES, "raw_blobs": RAW_CODE_FILES}
+SOURCE_TABLES: dict[str, dg.AssetKey] = {
+    "raw_files": RAW_CODE_FILES,
+    "raw_blobs": RAW_CODE_FILES,
+    BENCHMARK_TEXTS_TABLE: BENCHMARK_TEXTS,
+}
 FINAL_MODEL = "curated_files"
-FUNNEL_MODEL = "curation_funnel"
 CURATED_SNAPSHOT = dg.AssetKey("curated_snapshot")
 
 
@@ -40,6 +55,7 @@ def _sql_model_asset(model: SqlModel, sql_dir: Path) -> dg.AssetsDefinition:
     )
     def _asset(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse) -> Iterator[object]:
         with warehouse.connect() as con:
+            register_curation_functions(con)
             run = run_model(con, model, load_vars(sql_dir))
             context.log.info(f"{model.name}: {run.row_count:,} rows ({model.materialized})")
             yield dg.MaterializeResult(
@@ -61,11 +77,30 @@ def _sql_model_asset(model: SqlModel, sql_dir: Path) -> dg.AssetsDefinition:
     return _asset
 
 
-def build_sql_model_assets(sql_dir: Path) -> list[dg.AssetsDefinition]:
-    models = load_models(sql_dir, known_sources=set(SOURCE_TABLES))
-    if FINAL_MODEL not in models or FUNNEL_MODEL not in models:
-        raise ValueError(f"{sql_dir} must define the models {FINAL_MODEL}.sql and {FUNNEL_MODEL}.sql")
-    return [_sql_model_asset(model, sql_dir) for model in models.values()]
+@dg.asset(
+    key=BENCHMARK_TEXTS,
+    group_name="curation",
+    kinds={"duckdb", "python"},
+    pool="duckdb",
+    code_version="1",
+    description=(
+        "Prompts and canonical solutions of every benchmark the evaluation stage scores (HumanEval), the "
+        "texts curation decontaminates against: a file containing one is dropped from the curated set."
+    ),
+)
+def benchmark_texts(warehouse: DuckDBWarehouse) -> dg.MaterializeResult:
+    texts = default_benchmark_texts()
+    with warehouse.connect() as con:
+        rows = write_benchmark_texts(con, texts)
+    per_benchmark: dict[tuple[str, str], int] = {}
+    for text in texts:
+        per_benchmark[(text.benchmark, text.part)] = per_benchmark.get((text.benchmark, text.part), 0) + 1
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": rows,
+            "texts": markdown_table(["benchmark", "part", "texts"], [(*k, n) for k, n in per_benchmark.items()]),
+        }
+    )
 
 
 def _latest_version(context: dg.AssetExecutionContext) -> str | None:
@@ -76,24 +111,52 @@ def _latest_version(context: dg.AssetExecutionContext) -> str | None:
     return str(value.value) if value is not None else None
 
 
-def _funnel(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, int]]:
-    return [(str(s), int(f or 0), int(b or 0)) for s, f, b in con.execute(
-        f'SELECT stage, files, bytes FROM "{FUNNEL_MODEL}"'
-    ).fetchall()]  # fmt: skip
+def _report_metadata(report: CurationReport, info: SnapshotInfo) -> dict[str, Any]:
+    dropped = sum(s.files for s in report.funnel if s.stage.startswith("dropped: "))
+    return {
+        "files_dropped": dropped,
+        "filter_funnel": markdown_table(
+            ["stage", "files", "failing the rule at all", "bytes"],
+            [(s.stage, s.files, s.failing, s.bytes) for s in report.funnel],
+        ),
+        "dropped_file_samples": markdown_table(
+            ["rule", "file", "why", "start of the file (redacted)"],
+            [(s.reason, f"{s.source}:{s.path}", s.detail, s.excerpt[:160]) for s in report.samples],
+        ),
+        "language_mix": markdown_table(
+            ["language", "files", "bytes", "share of bytes", "token estimate"],
+            [
+                (lang.language, lang.files, lang.bytes, f"{lang.byte_share:.1%}", int(lang.bytes / BYTES_PER_TOKEN))
+                for lang in report.languages
+            ],
+        ),
+        "secrets_redacted": sum(findings for findings, _ in report.redactions.values()),
+        "redactions_by_kind": markdown_table(
+            ["kind", "findings", "files"], [(kind, f, n) for kind, (f, n) in report.redactions.items()]
+        ),
+        "benchmark_contaminated_files": len(report.contaminated),
+        "contaminated_files": markdown_table(
+            ["file", "benchmark", "task", "part", "n-grams matched"],
+            [(f"{c.source}:{c.path}", c.benchmark, c.task_id, c.part, f"{c.overlap:.0%}") for c in report.contaminated],
+        ),
+        "token_estimate": info.token_estimate,
+    }
 
 
 @dg.asset(
     key=CURATED_SNAPSHOT,
-    deps=[dg.AssetKey(FINAL_MODEL), dg.AssetKey(FUNNEL_MODEL)],
+    deps=[dg.AssetKey(FINAL_MODEL), *(dg.AssetKey(m) for m in REPORT_MODELS)],
     group_name="curation",
     kinds={"duckdb", "parquet"},
     pool="duckdb",
     output_required=False,
-    code_version="1",
+    code_version="2",
     description=(
         "The curated dataset as an immutable Parquet snapshot; its version is a hash of its content. A new "
         "materialization is recorded only when the content changed, so the growth sensor and training see "
-        "each dataset version once. Training and evaluation read snapshots, never the warehouse."
+        "each dataset version once. Its metadata holds the filter funnel, samples of dropped files per rule, "
+        "the language mix, redaction counts and decontamination matches. Training and evaluation read "
+        "snapshots, never the warehouse."
     ),
 )
 def curated_snapshot(
@@ -101,7 +164,7 @@ def curated_snapshot(
 ) -> Iterator[dg.Output[SnapshotInfo]]:
     with warehouse.connect() as con:
         info = export_snapshot(con, storage.snapshots_dir, FINAL_MODEL)
-        funnel = _funnel(con)
+        report = read_report(con)
     previous = _latest_version(context)
     if previous == info.version:
         context.log.info(f"curated data unchanged (snapshot {info.version}): no new dataset version")
@@ -118,25 +181,100 @@ def curated_snapshot(
             "validation_rows": info.rows_by_split.get("validation", 0),
             "repositories": info.repos,
             "megabytes": round(info.total_bytes / 1e6, 2),
-            "token_estimate": info.token_estimate,
             "path": dg.MetadataValue.path(str(info.data_path)),
-            "language_mix": markdown_table(
-                ["language", "files", "share"],
-                [(lang, n, f"{n / info.row_count:.1%}") for lang, n in info.languages.items()],
-            ),
-            "filter_funnel": markdown_table(["stage", "files", "bytes"], funnel),
+            **_report_metadata(report, info),
         },
     )
 
 
-@dg.asset_check(asset=CURATED_SNAPSHOT, description="The snapshot holds rows, and each content hash once.")
-def snapshot_rows_unique(curated_snapshot: SnapshotInfo) -> dg.AssetCheckResult:
-    # Reads the exported Parquet with an in-memory DuckDB: the warehouse is never opened here.
-    with duckdb.connect() as con:
-        total, distinct = con.execute(
-            f"SELECT count(*), count(DISTINCT sha256) FROM read_parquet('{curated_snapshot.data_path}')"
-        ).fetchone() or (0, 0)
-    return dg.AssetCheckResult(
-        passed=total > 0 and total == distinct,
-        metadata={"rows": int(total), "distinct_content_hashes": int(distinct)},
+def _snapshot_checks(sql_dir: Path) -> list[dg.AssetChecksDefinition]:
+    @dg.asset_check(asset=CURATED_SNAPSHOT, description="The snapshot holds each content hash once.")
+    def snapshot_rows_unique(curated_snapshot: SnapshotInfo) -> dg.AssetCheckResult:
+        with duckdb.connect() as con:
+            total, distinct = con.execute(
+                f"SELECT count(*), count(DISTINCT sha256) FROM read_parquet('{curated_snapshot.data_path}')"
+            ).fetchone() or (0, 0)
+        return dg.AssetCheckResult(
+            passed=total == distinct, metadata={"rows": int(total), "distinct_content_hashes": int(distinct)}
+        )
+
+    @dg.asset_check(
+        asset=CURATED_SNAPSHOT,
+        description="The snapshot holds at least `min_curated_rows` rows (dbt_like_sql/vars.yaml).",
     )
+    def snapshot_min_rows(curated_snapshot: SnapshotInfo) -> dg.AssetCheckResult:
+        minimum = int(load_vars(sql_dir)["min_curated_rows"])
+        return dg.AssetCheckResult(
+            passed=curated_snapshot.row_count >= minimum,
+            metadata={"rows": curated_snapshot.row_count, "minimum": minimum},
+        )
+
+    @dg.asset_check(
+        asset=CURATED_SNAPSHOT,
+        description="No secret or personal data that the redaction detectors find is left in the snapshot.",
+    )
+    def no_unredacted_secrets(curated_snapshot: SnapshotInfo) -> dg.AssetCheckResult:
+        min_entropy = float(load_vars(sql_dir)["secret_min_entropy"])
+        leaks = snapshot_checks.unredacted_secrets(curated_snapshot.data_path, min_entropy)
+        return dg.AssetCheckResult(
+            passed=not leaks,
+            metadata={
+                "files_with_findings": len(leaks),
+                "files": markdown_table(["file", "kinds"], [(x.path, ", ".join(x.kinds)) for x in leaks[:20]]),
+            },
+        )
+
+    @dg.asset_check(
+        asset=CURATED_SNAPSHOT,
+        description="No snapshot file contains a benchmark prompt or canonical solution (HumanEval).",
+    )
+    def no_benchmark_contamination(curated_snapshot: SnapshotInfo) -> dg.AssetCheckResult:
+        variables = load_vars(sql_dir)
+        found = snapshot_checks.contaminated_rows(
+            curated_snapshot.data_path,
+            default_benchmark_texts(),
+            int(variables["decontamination_ngram"]),
+            float(variables["decontamination_min_overlap"]),
+        )
+        return dg.AssetCheckResult(
+            passed=not found,
+            metadata={
+                "contaminated_files": len(found),
+                "files": markdown_table(
+                    ["file", "task", "part", "n-grams matched"],
+                    [(path, m.text.task_id, m.text.part, f"{m.overlap:.0%}") for path, m in found[:20]],
+                ),
+            },
+        )
+
+    @dg.asset_check(
+        asset=CURATED_SNAPSHOT,
+        description="Each language's share of the bytes is within `language_share_limits` (vars.yaml).",
+    )
+    def language_mix_within_limits(curated_snapshot: SnapshotInfo) -> dg.AssetCheckResult:
+        limits = load_vars(sql_dir)["language_share_limits"]
+        shares = snapshot_checks.language_bytes(curated_snapshot.data_path)
+        problems = snapshot_checks.language_share_violations(shares, limits)
+        return dg.AssetCheckResult(
+            passed=not problems,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"outside_limits": "; ".join(problems) or "none", "limits": str(limits)},
+        )
+
+    return [
+        snapshot_rows_unique,
+        snapshot_min_rows,
+        no_unredacted_secrets,
+        no_benchmark_contamination,
+        language_mix_within_limits,
+    ]
+
+
+def build_curation(sql_dir: Path) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+    """Every curation asset (one per SQL model, the benchmark texts, the snapshot) and the snapshot's checks."""
+    models = load_models(sql_dir, known_sources=set(SOURCE_TABLES))
+    missing = [m for m in (FINAL_MODEL, *REPORT_MODELS, "file_decisions") if m not in models]
+    if missing:
+        raise ValueError(f"{sql_dir} must define the models {', '.join(f'{m}.sql' for m in missing)}")
+    assets = [_sql_model_asset(model, sql_dir) for model in models.values()]
+    return [*assets, benchmark_texts, curated_snapshot], _snapshot_checks(sql_dir)

@@ -17,7 +17,7 @@ import duckdb
 
 SNAPSHOT_COLUMNS = (
     "source", "repo", "path", "language", "license", "stars", "forks", "sha256", "size_bytes", "line_count",
-    "content", "split",
+    "content", "split", "quality_score",
 )  # fmt: skip
 BYTES_PER_TOKEN = 3.5  # typical for code with a BPE tokenizer of a modern code model
 
@@ -59,7 +59,7 @@ def content_version(con: duckdb.DuckDBPyConnection, table: str) -> str:
         f"""
         SELECT sha256(coalesce(string_agg(
             concat_ws(chr(31), sha256(content), split, source, repo, path, language,
-                      coalesce(license, ''), coalesce(stars, -1), coalesce(forks, -1)),
+                      coalesce(license, ''), coalesce(stars, -1), coalesce(forks, -1), quality_score),
             chr(30) ORDER BY source, path), ''))
         FROM "{table}"
         """

@@ -4,7 +4,9 @@ In a model file:
 - leading `--` comment lines are its description;
 - `{{ config(materialized='table' | 'view', tests={...}) }}` chooses how it is built and declares its tests;
 - `{{ ref('other_model') }}` and `{{ source('raw_files') }}` name its inputs (the dependency graph);
-- `{{ var('name') }}` inserts a threshold from `vars.yaml` beside the models, as a SQL literal.
+- `{{ var('name') }}` inserts a threshold from `vars.yaml` beside the models, as a SQL literal;
+- `{{ var_by_language('name') }}` inserts a per-language threshold: the var is a mapping from language to
+  value with a `default` key, rendered as a `CASE language ...` expression (null = the rule is off there).
 
 Declared tests: `unique: [cols]`, `not_null: [cols]`, `accepted_values: {col: [values]}`, `min_rows: n`.
 Errors name the file and line.
@@ -126,16 +128,39 @@ def _render(
             record["sources"].append(name)
         return f'"{name}"'
 
-    def var(name: str) -> str:
+    def lookup(name: str) -> Any:
         if record is not None:
             record["vars"].append(name)
-            return "NULL"
+            return None
         if name not in variables:
             raise SqlModelError(f"{path}:{_line_of(template, name)}: var('{name}') is not defined in {VARS_FILE}")
-        return sql_literal(variables[name])
+        return variables[name]
+
+    def var(name: str) -> str:
+        value = lookup(name)
+        if isinstance(value, dict):
+            raise SqlModelError(
+                f"{path}:{_line_of(template, name)}: var('{name}') is a mapping; use var_by_language('{name}')"
+            )
+        return "NULL" if record is not None else sql_literal(value)
+
+    def var_by_language(name: str, column: str = "language") -> str:
+        value = lookup(name)
+        if record is not None:
+            return "NULL"
+        if not isinstance(value, dict) or "default" not in value:
+            raise SqlModelError(
+                f"{path}:{_line_of(template, name)}: var_by_language('{name}') needs a mapping with a 'default' key "
+                f"in {VARS_FILE}"
+            )
+        cases = " ".join(
+            f"WHEN {sql_literal(lang)} THEN {sql_literal(v)}" for lang, v in value.items() if lang != "default"
+        )
+        default = sql_literal(value["default"])
+        return f"(CASE {column} {cases} ELSE {default} END)" if cases else default
 
     try:
-        return env.from_string(template).render(ref=ref, source=source, var=var)
+        return env.from_string(template).render(ref=ref, source=source, var=var, var_by_language=var_by_language)
     except jinja2.TemplateSyntaxError as exc:
         raise SqlModelError(f"{path}:{exc.lineno}: {exc.message}") from None
     except jinja2.UndefinedError as exc:

@@ -1,0 +1,99 @@
+"""Python functions the curation SQL models call, registered on a DuckDB connection before a model runs.
+
+Each is an Arrow UDF: DuckDB hands it a whole vector of rows (2,048 at a time) as Arrow arrays and the
+function answers with one Arrow array, so the per-row cost is numpy's, not Python's.
+
+- `ngram_hashes(text, n)`: hashes of every window of n lowercased tokens (none for a shorter text).
+- `minhash_signature(text, n, num_perm, seed)`: the MinHash signature of the text's token n-grams
+  (NULL for a text without a single token).
+- `redact_secrets(text, min_entropy)`: `{content, kinds}`, the text with secrets and personal data replaced
+  by placeholders and the kind of each finding.
+- `may_contain_secret(text)` (a SQL macro): DuckDB's cheap pre-selection for `redact_secrets`.
+
+Arguments after the text must be constants (thresholds from `vars.yaml`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+from duckdb import sqltypes
+
+from codelupe_pipeline.curate import minhash, secrets
+from codelupe_pipeline.curate.shingles import ngram_hashes, token_hashes
+from codelupe_pipeline.curate.sql_models import sql_literal
+
+
+def _constant(values: pa.Array | pa.ChunkedArray, name: str) -> Any:
+    if len(values) == 0:
+        return None
+    first = values[0].as_py()
+    if first is None:
+        raise ValueError(f"{name} must not be NULL")
+    return first
+
+
+def _ngram_hashes(texts: pa.ChunkedArray, n: pa.ChunkedArray) -> pa.Array:
+    return ngram_hashes(token_hashes(texts), int(_constant(n, "n"))).to_arrow()
+
+
+def _minhash_signature(
+    texts: pa.ChunkedArray, n: pa.ChunkedArray, num_perm: pa.ChunkedArray, seed: pa.ChunkedArray
+) -> pa.Array:
+    slots = int(_constant(num_perm, "num_perm"))
+    shingles = ngram_hashes(token_hashes(texts), int(_constant(n, "n")), short_documents=True)
+    signatures = minhash.signatures(shingles, slots, int(_constant(seed, "seed")))
+    offsets = np.arange(0, (len(texts) + 1) * slots, slots, dtype=np.int32)
+    empty = pa.array(shingles.counts == 0)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(signatures.reshape(-1)), mask=empty)
+
+
+def _redact_secrets(texts: pa.ChunkedArray, min_entropy: pa.ChunkedArray) -> pa.Array:
+    threshold = float(_constant(min_entropy, "min_entropy"))
+    contents: list[str] = []
+    kinds: list[list[str]] = []
+    for text in texts.to_pylist():  # only the rows `may_contain_secret` selected reach this loop
+        redacted, found = secrets.redact(text, threshold)
+        contents.append(redacted)
+        kinds.append(found)
+    return pa.StructArray.from_arrays(
+        [pa.array(contents, pa.string()), pa.array(kinds, pa.list_(pa.string()))], names=["content", "kinds"]
+    )
+
+
+# name, function, parameter types, return type, whether it may return NULL for a non-NULL input
+_UDFS: tuple[tuple[str, Any, list[Any], Any, bool], ...] = (
+    ("ngram_hashes", _ngram_hashes, [sqltypes.VARCHAR, sqltypes.INTEGER], duckdb.list_type(sqltypes.UBIGINT), False),
+    (
+        "minhash_signature",
+        _minhash_signature,
+        [sqltypes.VARCHAR, sqltypes.INTEGER, sqltypes.INTEGER, sqltypes.INTEGER],
+        duckdb.list_type(sqltypes.UINTEGER),
+        True,
+    ),
+    (
+        "redact_secrets",
+        _redact_secrets,
+        [sqltypes.VARCHAR, sqltypes.DOUBLE],
+        duckdb.struct_type({"content": sqltypes.VARCHAR, "kinds": duckdb.list_type(sqltypes.VARCHAR)}),
+        False,
+    ),
+)
+
+
+def register_curation_functions(con: duckdb.DuckDBPyConnection) -> None:
+    """Make the curation functions callable from SQL on this connection (idempotent)."""
+    con.execute("SELECT 1").fetchall()  # DuckDB refuses to register while an earlier result is half-read
+    for name, function, parameters, return_type, returns_null in _UDFS:
+        try:
+            con.remove_function(name)
+        except duckdb.InvalidInputException:
+            pass
+        null_handling = "special" if returns_null else "default"
+        con.create_function(name, function, parameters, return_type, type="arrow", null_handling=null_handling)
+    con.execute(
+        f"CREATE OR REPLACE TEMP MACRO may_contain_secret(text) AS regexp_matches(text, {sql_literal(secrets.PREFILTER)})"
+    )

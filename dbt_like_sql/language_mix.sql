@@ -1,0 +1,11 @@
+-- The language mix of the curated set: files, bytes and each language's share of the bytes (a proxy for
+-- its share of training tokens), largest first.
+{{ config(materialized='view') }}
+SELECT
+    language,
+    count(*) AS files,
+    sum(size_bytes) AS bytes,
+    sum(size_bytes) / sum(sum(size_bytes)) OVER () AS byte_share
+FROM {{ ref('curated_files') }}
+GROUP BY language
+ORDER BY bytes DESC, language
