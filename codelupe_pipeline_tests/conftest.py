@@ -79,7 +79,9 @@ def write_raw_store(con: duckdb.DuckDBPyConnection, files: Iterable[RawFile]) ->
     store.ensure_schema(con)
     for f in files:
         sha = hashlib.sha256(f.content.encode()).hexdigest()
-        con.execute("INSERT INTO raw_blobs SELECT ?, ? WHERE ? NOT IN (SELECT sha256 FROM raw_blobs)", [sha, f.content, sha])
+        con.execute(
+            "INSERT INTO raw_blobs SELECT ?, ? WHERE ? NOT IN (SELECT sha256 FROM raw_blobs)", [sha, f.content, sha]
+        )
         con.execute(
             """
             INSERT INTO raw_files (source, repo, path, revision, sha256, language, size_bytes, line_count, license,

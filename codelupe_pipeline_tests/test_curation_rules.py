@@ -20,7 +20,8 @@ from codelupe_pipeline_tests.conftest import RawFile, run_curation_models, write
 WORDS = (
     "alpha beta gamma delta epsilon zeta theta kappa lambda sigma omega vector matrix tensor buffer cursor "
     "record ledger invoice account token parser lexer socket packet frame window widget router handler "
-    "session cache index shard replica bucket quota budget metric sample batch epoch scalar").split()
+    "session cache index shard replica bucket quota budget metric sample batch epoch scalar"
+).split()
 
 
 def synthetic_module(seed: int, functions: int = 7) -> str:
@@ -50,7 +51,9 @@ def edit_one_line_in_fifty(text: str, seed: int) -> str:
 def plain_code(lines: int, seed: int) -> str:
     """Code with no comment or docstring at all."""
     rng = random.Random(seed)
-    return "".join(f"{rng.choice(WORDS)}_{i} = {rng.choice(WORDS)}_{i - 1} + {rng.randint(1, 99)}\n" for i in range(lines))
+    return "".join(
+        f"{rng.choice(WORDS)}_{i} = {rng.choice(WORDS)}_{i - 1} + {rng.randint(1, 99)}\n" for i in range(lines)
+    )
 
 
 HUMANEVAL = {task.task_id: task for task in load_humaneval()}
@@ -83,9 +86,7 @@ RULE_FILES: dict[str, RawFile] = {
     "data_file_lines": RawFile("rules", "numbers.json", "[\n" + "1,\n" * 600 + "1\n]\n", language="json"),
     "too_few_lines": RawFile("rules", "short.py", "import sys\n\nprint(sys.argv)\n"),
     "too_many_lines": RawFile("rules", "huge.py", "x\n" * 100_001),
-    "long_line": RawFile(
-        "rules", "long_line.py", synthetic_module(106) + 'MESSAGE = "' + "lorem ipsum " * 100 + '"\n'
-    ),
+    "long_line": RawFile("rules", "long_line.py", synthetic_module(106) + 'MESSAGE = "' + "lorem ipsum " * 100 + '"\n'),
     "long_mean_line": RawFile(
         "rules",
         "wide.py",
@@ -103,8 +104,11 @@ RULE_FILES: dict[str, RawFile] = {
         synthetic_module(107)
         + 'PAYLOAD = """\n'
         + "".join(
-            "".join(random.Random(i).choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
-                    for _ in range(76)) + "\n"
+            "".join(
+                random.Random(i).choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+                for _ in range(76)
+            )
+            + "\n"
             for i in range(20)
         )  # fmt: skip
         + '"""\n',
@@ -176,7 +180,9 @@ DISTINCT = {f"distinct_{i}.py": synthetic_module(2000 + i) for i in range(16)}
 TRIVIAL_SOLUTION = RawFile(
     "bench",
     "fraction.py",
-    synthetic_module(3000) + "\ndef frac(number):\n    # keep the fraction\n" + HUMANEVAL["HumanEval/2"].canonical_solution,
+    synthetic_module(3000)
+    + "\ndef frac(number):\n    # keep the fraction\n"
+    + HUMANEVAL["HumanEval/2"].canonical_solution,
 )
 
 
@@ -206,9 +212,7 @@ def decisions(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], str | Non
 
 def test_each_rule_drops_its_file_and_counts_it(curated: duckdb.DuckDBPyConnection) -> None:
     decided = decisions(curated)
-    wrong = {
-        rule: decided[(f.source, f.path)] for rule, f in RULE_FILES.items() if decided[(f.source, f.path)] != rule
-    }
+    wrong = {rule: decided[(f.source, f.path)] for rule, f in RULE_FILES.items() if decided[(f.source, f.path)] != rule}
     assert not wrong, f"dropped by another rule (or kept): {wrong}"
     funnel = dict(curated.execute("SELECT stage, files FROM curation_funnel").fetchall())
     for rule in RULE_FILES:
@@ -263,9 +267,7 @@ def test_planted_secrets_never_reach_the_curated_content(curated: duckdb.DuckDBP
     samples = "\n".join(r[0] for r in curated.execute("SELECT excerpt FROM dropped_file_samples").fetchall())
     assert not [value for value in PLANTED_SECRETS.values() if value in samples]
     # The snapshot's key is the hash of what it holds: the redacted content.
-    assert curated.execute(
-        "SELECT count(*) FROM curated_files WHERE sha256 <> sha256(content)"
-    ).fetchone() == (0,)
+    assert curated.execute("SELECT count(*) FROM curated_files WHERE sha256 <> sha256(content)").fetchone() == (0,)
 
 
 def test_planted_humaneval_prompts_and_solutions_are_removed(curated: duckdb.DuckDBPyConnection) -> None:

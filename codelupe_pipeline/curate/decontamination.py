@@ -8,8 +8,9 @@ than n tokens are trivial (`return x + y`) and never match, as in BigCode's deco
 The curation SQL models do the matching in DuckDB (`benchmark_ngrams`, `contaminated_files`);
 `find_contamination` is the same rule in numpy, for checking an exported snapshot without the warehouse.
 
-To decontaminate against more benchmarks, pass their texts: `texts_from_tasks("mbpp", tasks)` for anything
-with `task_id`, `prompt` and `canonical_solution`, or `BenchmarkText` rows built by hand.
+To decontaminate against more benchmarks, add their texts to `default_benchmark_texts`:
+`texts_from_tasks("mbpp", tasks)` for anything with `task_id`, `prompt` and `canonical_solution`, or
+`BenchmarkText` rows built by hand.
 """
 
 from __future__ import annotations
@@ -58,7 +59,11 @@ def texts_from_tasks(benchmark: str, tasks: Iterable[BenchmarkTask]) -> list[Ben
 
 
 def default_benchmark_texts() -> list[BenchmarkText]:
-    """The benchmarks the evaluation stage scores: HumanEval (its bundled file, checksum verified)."""
+    """The benchmarks the evaluation stage scores: HumanEval (its bundled file, checksum verified).
+
+    The one list curation decontaminates against: the `benchmark_texts` asset writes it for the SQL models and
+    the snapshot's `no_benchmark_contamination` check reads it. Add every benchmark the evaluation scores here.
+    """
     from codelupe_pipeline.evaluate.humaneval import load_humaneval
 
     return texts_from_tasks("humaneval", load_humaneval())

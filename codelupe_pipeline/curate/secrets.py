@@ -187,6 +187,8 @@ def _email(match: re.Match[str], text: str, min_entropy: float) -> Span | None:
     local, domain = text[start:at], text[at + 1 : end]
     if local.lower() == "git" or _NON_PERSONAL_EMAIL_DOMAINS.search(domain):
         return None
+    if _URL_USERINFO.search(_line_around(text, start, end)[0]):
+        return None  # scheme://user:password@host: the url_password detector's business
     return start, end
 
 
@@ -237,11 +239,14 @@ SECRET_NAMES = (
 _SECRET_NAME = "(?:" + "|".join(re.escape(name).replace("_", "_?") for name in dict.fromkeys(SECRET_NAMES)) + ")"
 _HEX_HASH = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 _NOT_PASSWORDS = frozenset({"password", "passwd", "pass", "pwd", "secret", "token", "x", "user"})
+_URL_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/@]*$")
 _EMAIL_LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
 _IPV6_CHARS = frozenset("0123456789abcdefABCDEF:")
 _DIGITS = frozenset("0123456789.")
 # Dotted numbers that are versions, sections or OIDs, not addresses: "version 1.2.3.4", "v1.2.3.4", "RFC 1.2.3.4".
-_VERSION_BEFORE = re.compile(r"(version|ver|release|section|spec|rfc|oid|identifier|\bv)\W{0,3}[^\s]{0,12}\W*$|[\d.]$", re.I)
+_VERSION_BEFORE = re.compile(
+    r"(version|ver|release|section|spec|rfc|oid|identifier|\bv)\W{0,3}[^\s]{0,12}\W*$|[\d.]$", re.I
+)
 
 DETECTORS: tuple[Detector, ...] = (
     Detector(

@@ -61,9 +61,7 @@ def language_bytes(data_path: Path) -> dict[str, int]:
     return {str(lang): int(size) for lang, size in rows}
 
 
-def language_share_violations(
-    bytes_by_language: Mapping[str, int], limits: Mapping[str, Sequence[float]]
-) -> list[str]:
+def language_share_violations(bytes_by_language: Mapping[str, int], limits: Mapping[str, Sequence[float]]) -> list[str]:
     """Languages whose share of the bytes is outside its [min, max] (`default` for unlisted languages)."""
     total = sum(bytes_by_language.values()) or 1
     default = limits.get("default", (0.0, 1.0))

@@ -1,0 +1,154 @@
+"""Curation as Dagster assets on a real instance: metadata a curator reads, checks, idempotence, and two
+processes materializing curation against one DuckDB file at once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from codelupe_pipeline.curate import snapshot_checks
+from codelupe_pipeline.curate.decontamination import texts_from_tasks
+from codelupe_pipeline.definitions import build_definitions
+from codelupe_pipeline.evaluate.humaneval import load_humaneval
+from codelupe_pipeline.settings import CHECKOUT_DIR, Settings
+
+CURATION_CHECKS = {
+    "snapshot_rows_unique", "snapshot_min_rows", "no_unredacted_secrets", "no_benchmark_contamination",
+    "language_mix_within_limits",
+}  # fmt: skip
+
+
+def curation_selection(settings: Settings, with_ingestion: bool = True) -> tuple[list[object], dict[str, object]]:
+    defs = build_definitions(settings)
+    graph = defs.resolve_asset_graph()
+    groups = {"curation", "ingestion"} if with_ingestion else {"curation"}
+    assets = [a for a in defs.assets or [] if any(graph.get(k).group_name in groups for k in a.keys)]  # type: ignore[union-attr]
+    checks = [
+        c for c in defs.asset_checks or [] if c.check_specs and "curated_snapshot" in str(next(iter(c.check_keys)))
+    ]  # type: ignore[union-attr]
+    return [*assets, *checks], dict(defs.resources or {})
+
+
+def materializations(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, object]]:
+    out = {}
+    for event in result.get_asset_materialization_events():
+        m = event.step_materialization_data.materialization
+        out[m.asset_key.to_user_string()] = {k: getattr(v, "value", v) for k, v in m.metadata.items()}
+    return out
+
+
+def test_curation_assets_metadata_checks_and_idempotence(settings: Settings) -> None:
+    selection, resources = curation_selection(settings)
+    with dg.instance_for_test() as instance:
+        first = dg.materialize(selection, resources=resources, instance=instance)  # type: ignore[arg-type]
+        assert first.success
+        checks = {e.check_name: e for e in first.get_asset_check_evaluations()}
+        assert CURATION_CHECKS <= set(checks)
+        failed = {name: e.metadata for name, e in checks.items() if not e.passed}
+        assert not failed
+        snap = materializations(first)["curated_snapshot"]
+        assert snap["dagster/row_count"] == 6
+        for key in (
+            "filter_funnel",
+            "dropped_file_samples",
+            "language_mix",
+            "redactions_by_kind",
+            "contaminated_files",
+        ):
+            assert key in snap, key
+        assert "exact_duplicate" in str(snap["filter_funnel"]) and "rows out" in str(snap["filter_funnel"])
+        assert snap["token_estimate"] > 0
+        data = pq.read_table(settings.snapshots_dir / str(snap["snapshot_version"]) / "data.parquet")
+        assert {"quality_score", "content", "split", "sha256"} <= set(data.column_names)
+
+        second = dg.materialize(selection, resources=resources, instance=instance)  # type: ignore[arg-type]
+        assert second.success
+        assert "curated_snapshot" not in materializations(second), "unchanged data: no new dataset version"
+
+
+def test_snapshot_checks_catch_what_curation_must_never_let_through(tmp_path: Path) -> None:
+    task = next(t for t in load_humaneval() if t.task_id == "HumanEval/0")
+    rows = {
+        "path": ["ok.py", "leak.py", "bench.py", "copy.py"],
+        "content": [
+            "def add(a, b):\n    return a + b\n",
+            'TOKEN = "ghp_R8kx2Lm9Qw4Zt7Vb1Nc6Hj3Fd5Sa0Gp8Ye2Ur"\n',
+            task.prompt + task.canonical_solution,
+            "def add(a, b):\n    return a + b\n",
+        ],
+        "language": ["python", "python", "python", "rust"],
+        "size_bytes": [30, 50, 900, 30],
+        "sha256": ["a", "b", "c", "a"],
+    }
+    path = tmp_path / "data.parquet"
+    pq.write_table(pa.table(rows), path)
+    assert [leak.path for leak in snapshot_checks.unredacted_secrets(path)] == ["leak.py"]
+    found = snapshot_checks.contaminated_rows(path, texts_from_tasks("humaneval", [task]), 13, 0.5)
+    assert [p for p, _ in found] == ["bench.py"]
+    shares = snapshot_checks.language_bytes(path)
+    assert snapshot_checks.language_share_violations(shares, {"default": [0.0, 1.0]}) == []
+    problems = snapshot_checks.language_share_violations(shares, {"default": [0.0, 0.9], "go": [0.1, 1.0]})
+    assert [p.split(":")[0] for p in problems] == ["go", "python"]
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    import dagster as dg
+    from codelupe_pipeline.settings import Settings
+    from codelupe_pipeline_tests.test_curation_assets import curation_selection
+
+    settings = Settings(data_dir=Path(sys.argv[1]), sources_file=Path(sys.argv[2]))
+    selection, resources = curation_selection(settings, with_ingestion=False)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(selection, resources=resources, instance=instance, raise_on_error=False)
+    versions = [
+        e.step_materialization_data.materialization.metadata["snapshot_version"].value
+        for e in result.get_asset_materialization_events()
+        if e.step_materialization_data.materialization.asset_key.to_user_string() == "curated_snapshot"
+    ]
+    print("SNAPSHOT", versions[0] if versions else None)
+    sys.exit(0 if result.success else 1)
+    """
+)
+
+
+@pytest.mark.slow
+def test_two_processes_curating_at_once_wait_for_the_duckdb_lock(settings: Settings) -> None:
+    """Two real processes build every curation model against one warehouse file while a third process holds
+    its lock: both wait instead of failing, and both end with the same snapshot. (About 40 s on 2 cores.)"""
+    selection, resources = curation_selection(settings)
+    ingestion = [a for a in selection if "raw_code_files" in str(getattr(a, "keys", ""))]
+    with dg.instance_for_test() as instance:
+        assert dg.materialize(ingestion, resources=resources, instance=instance).success  # type: ignore[arg-type]
+
+    holder = duckdb.connect(str(settings.warehouse_path))  # this process holds the write lock to start with
+    started = time.monotonic()
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(settings.data_dir), str(settings.sources_file)],
+            cwd=CHECKOUT_DIR,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    time.sleep(8)  # long enough for both children to start and reach the warehouse
+    holder.close()
+    outputs = [child.communicate(timeout=600)[0] for child in children]
+    assert time.monotonic() - started >= 8
+    for child, output in zip(children, outputs, strict=True):
+        assert child.returncode == 0, output[-3000:]
+    versions = {line.split()[1] for output in outputs for line in output.splitlines() if line.startswith("SNAPSHOT")}
+    assert len(versions) == 1 and None not in versions and "None" not in versions

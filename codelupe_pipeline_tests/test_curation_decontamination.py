@@ -1,0 +1,86 @@
+"""Benchmark decontamination: copies of prompts and solutions are found however they are formatted; trivial
+solutions and ordinary code are not; more benchmarks are added by passing their texts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from codelupe_pipeline.curate.decontamination import default_benchmark_texts, find_contamination, texts_from_tasks
+from codelupe_pipeline.evaluate.humaneval import load_humaneval
+from codelupe_pipeline_tests.conftest import RawFile, run_curation_models, write_raw_store
+from codelupe_pipeline_tests.test_curation_rules import synthetic_module
+
+TASKS = {task.task_id: task for task in load_humaneval()}
+
+
+@dataclass(frozen=True)
+class MbppTask:
+    task_id: str
+    prompt: str
+    canonical_solution: str
+
+
+MBPP = [
+    MbppTask(
+        "mbpp/11",
+        "Write a python function to remove first and last occurrence of a given character from the string.",
+        "def remove_Occ(s,ch):\n    for i in range(len(s)):\n        if (s[i] == ch):\n            s = s[0 : i] + "
+        "s[i + 1:]\n            break\n    for i in range(len(s) - 1,-1,-1):\n        if (s[i] == ch):\n"
+        "            s = s[0 : i] + s[i + 1:]\n            break\n    return s\n",
+    )
+]
+
+
+def test_reformatted_copies_are_found_trivial_solutions_and_other_code_are_not() -> None:
+    texts = default_benchmark_texts()
+    task = TASKS["HumanEval/0"]
+    documents = [
+        "# vendored\n" + (task.prompt + task.canonical_solution).replace("    ", "\t").upper(),
+        "def helper(numbers, threshold):\n    '''Not a copy.'''\n" + TASKS["HumanEval/12"].canonical_solution,
+        synthetic_module(1) + "\ndef frac(number):\n" + TASKS["HumanEval/2"].canonical_solution,  # trivial
+        synthetic_module(2),
+    ]
+    found = {m.row: (m.text.task_id, m.text.part, m.overlap) for m in find_contamination(pa.array(documents), texts)}
+    assert set(found) == {0, 1}
+    assert found[0][:1] == ("HumanEval/0",) and found[0][2] == 1.0
+    assert found[1] == ("HumanEval/12", "solution", 1.0)
+
+
+def test_half_a_text_is_the_default_threshold() -> None:
+    task = TASKS["HumanEval/10"]
+    texts = texts_from_tasks("humaneval", [task])
+    lines = task.prompt.splitlines(keepends=True)
+    most, little = "".join(lines[: len(lines) * 3 // 4]), "".join(lines[: len(lines) // 5])
+    found = {m.row for m in find_contamination(pa.array([most, little]), texts)}
+    assert found == {0}
+
+
+def test_sql_models_and_numpy_agree_on_any_benchmark(tmp_path: Path) -> None:
+    """A new benchmark is just more texts; the SQL models and the snapshot check find the same files."""
+    texts = texts_from_tasks("mbpp", MBPP) + texts_from_tasks("humaneval", [TASKS["HumanEval/0"]])
+    files = [
+        RawFile("a", "strings.py", synthetic_module(3) + "\n" + MBPP[0].canonical_solution),
+        RawFile("a", "close.py", TASKS["HumanEval/0"].prompt + TASKS["HumanEval/0"].canonical_solution),
+        RawFile("a", "clean.py", synthetic_module(4)),
+    ]
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    write_raw_store(con, files)
+    run_curation_models(con, texts=texts)
+    in_sql = dict(
+        con.execute(
+            "SELECT d.path, c.benchmark FROM contaminated_files c JOIN file_decisions d USING (sha256)"
+        ).fetchall()
+    )
+    assert in_sql == {"strings.py": "mbpp", "close.py": "humaneval"}
+    in_numpy = {
+        files[m.row].path: m.text.benchmark for m in find_contamination(pa.array([f.content for f in files]), texts)
+    }
+    assert in_numpy == in_sql
+    listed = con.execute(
+        "SELECT path, drop_detail FROM file_decisions WHERE drop_reason = 'benchmark_contamination' ORDER BY path"
+    ).fetchall()
+    assert listed[0][0] == "close.py" and listed[0][1].startswith("humaneval HumanEval/0 ")
