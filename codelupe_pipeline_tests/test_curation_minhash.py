@@ -56,7 +56,7 @@ def test_signatures_estimate_jaccard_similarity() -> None:
     vocabulary = [f"w{i}" for i in range(100_000)]
     for size in (40, 400, 4000):
         for target in (0.3, 0.5, 0.7, 0.9):
-            shared = int(round(size * 2 * target / (1 + target)))
+            shared = round(size * 2 * target / (1 + target))
             words = rng.choice(vocabulary, size=2 * size - shared, replace=False)
             a, b = words[:size], np.concatenate([words[:shared], words[size:]])
             truth = len(set(a) & set(b)) / len(set(a) | set(b))

@@ -17,11 +17,13 @@ from codelupe_pipeline.evaluate.humaneval import load_humaneval
 from codelupe_pipeline_tests import corpus
 from codelupe_pipeline_tests.conftest import RawFile, run_curation_models, write_raw_store
 
-WORDS = (
-    "alpha beta gamma delta epsilon zeta theta kappa lambda sigma omega vector matrix tensor buffer cursor "
-    "record ledger invoice account token parser lexer socket packet frame window widget router handler "
-    "session cache index shard replica bucket quota budget metric sample batch epoch scalar"
-).split()
+WORDS = [
+    "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "theta", "kappa", "lambda", "sigma",
+    "omega", "vector", "matrix", "tensor", "buffer", "cursor", "record", "ledger", "invoice", "account",
+    "token", "parser", "lexer", "socket", "packet", "frame", "window", "widget", "router", "handler",
+    "session", "cache", "index", "shard", "replica", "bucket", "quota", "budget", "metric", "sample",
+    "batch", "epoch", "scalar",
+]  # fmt: skip
 
 
 def synthetic_module(seed: int, functions: int = 7) -> str:
@@ -57,6 +59,8 @@ def plain_code(lines: int, seed: int) -> str:
 
 
 HUMANEVAL = {task.task_id: task for task in load_humaneval()}
+_BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+BASE64_LINES = "".join("".join(random.Random(i).choices(_BASE64, k=76)) + "\n" for i in range(20))
 
 # Files built to trip one rule each (and no earlier one), with the rule expected to drop them.
 RULE_FILES: dict[str, RawFile] = {
@@ -98,21 +102,7 @@ RULE_FILES: dict[str, RawFile] = {
     "low_alpha_fraction": RawFile(
         "rules", "table.py", "".join("12, 34, 56, 78, 90, 11, 22, 33, 44, 55, 66, 77,\n" for _ in range(20))
     ),
-    "encoded_data": RawFile(
-        "rules",
-        "blob.py",
-        synthetic_module(107)
-        + 'PAYLOAD = """\n'
-        + "".join(
-            "".join(
-                random.Random(i).choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
-                for _ in range(76)
-            )
-            + "\n"
-            for i in range(20)
-        )  # fmt: skip
-        + '"""\n',
-    ),
+    "encoded_data": RawFile("rules", "blob.py", synthetic_module(107) + 'PAYLOAD = """\n' + BASE64_LINES + '"""\n'),
     "too_few_comments": RawFile("rules", "uncommented.py", plain_code(120, 108)),
     "too_many_comments": RawFile(
         "rules", "commented.py", "".join(f"# {WORDS[i]} notes about the design\n" for i in range(30)) + "x = 1\ny = 2\n"

@@ -29,9 +29,12 @@ BENCHMARK_TEXTS_TABLE = "benchmark_texts"
 
 
 class BenchmarkTask(Protocol):
-    task_id: str
-    prompt: str
-    canonical_solution: str
+    @property
+    def task_id(self) -> str: ...
+    @property
+    def prompt(self) -> str: ...
+    @property
+    def canonical_solution(self) -> str: ...
 
 
 @dataclass(frozen=True)

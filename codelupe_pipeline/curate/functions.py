@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-from duckdb import sqltypes
+from duckdb import func, sqltypes
 
 from codelupe_pipeline.curate import minhash, secrets
 from codelupe_pipeline.curate.shingles import ngram_hashes, token_hashes
@@ -92,8 +92,7 @@ def register_curation_functions(con: duckdb.DuckDBPyConnection) -> None:
             con.remove_function(name)
         except duckdb.InvalidInputException:
             pass
-        null_handling = "special" if returns_null else "default"
-        con.create_function(name, function, parameters, return_type, type="arrow", null_handling=null_handling)
-    con.execute(
-        f"CREATE OR REPLACE TEMP MACRO may_contain_secret(text) AS regexp_matches(text, {sql_literal(secrets.PREFILTER)})"
-    )
+        nulls = func.FunctionNullHandling.SPECIAL if returns_null else func.FunctionNullHandling.DEFAULT
+        con.create_function(name, function, parameters, return_type, type=func.PythonUDFType.ARROW, null_handling=nulls)
+    prefilter = sql_literal(secrets.PREFILTER)
+    con.execute(f"CREATE OR REPLACE TEMP MACRO may_contain_secret(text) AS regexp_matches(text, {prefilter})")

@@ -46,9 +46,9 @@ def signatures(shingles: Batch, num_perm: int = 256, seed: int = 1) -> npt.NDArr
     # The slot of a hash: multiply-shift of its top 32 bits onto [0, num_perm), unbiased for any num_perm.
     slot = ((hashed >> U64(32)) * U64(num_perm)) >> U64(32)
     doc = np.repeat(np.arange(n_docs, dtype=np.int64), counts)
-    minima = np.full(n_docs * num_perm, EMPTY, dtype=U64)
-    np.minimum.at(minima, doc * num_perm + slot.astype(np.int64), hashed)
-    minima = minima.reshape(n_docs, num_perm)
+    flat = np.full(n_docs * num_perm, EMPTY, dtype=U64)
+    np.minimum.at(flat, doc * num_perm + slot.astype(np.int64), hashed)
+    minima = flat.reshape(n_docs, num_perm)
     _densify(minima, counts > 0, num_perm, seed)
     out = (minima & U64(0xFFFFFFFF)).astype(np.uint32)
     out[counts == 0] = 0

@@ -252,7 +252,8 @@ DETECTORS: tuple[Detector, ...] = (
     Detector(
         "private_key",
         trigger=r"PRIVATE KEY",
-        pattern=r"-----BEGIN[A-Z ]{0,32}PRIVATE KEY(?: BLOCK)?-----(?P<body>(?:[A-Za-z0-9+/=\s\\:,.]|Proc-Type|DEK-Info)*)"
+        pattern=r"-----BEGIN[A-Z ]{0,32}PRIVATE KEY(?: BLOCK)?-----"
+        r"(?P<body>(?:[A-Za-z0-9+/=\s\\:,.]|Proc-Type|DEK-Info)*)"
         r"(?:-----END[A-Z ]{0,32}PRIVATE KEY(?: BLOCK)?-----)?",
         placeholder="<PRIVATE_KEY>",
         validate=_private_key,
