@@ -5,8 +5,9 @@ identifiers and words in other scripts count too); everything else separates tok
 near-deduplication. Tokens are lowercased, so near-duplicate and benchmark matching ignore case.
 
 Nothing here loops over documents or tokens in Python: a batch of documents is one byte buffer (Arrow's
-own, not copied per document) and every step is a numpy operation over all of it. This is what lets
-MinHash and decontamination keep up with DuckDB's own per-file statistics.
+own, not copied per document), cut into cache-sized chunks of whole documents, and every step is a numpy
+operation over a whole chunk. This is what lets MinHash and decontamination keep up with DuckDB's own
+per-file statistics.
 
 Hashes are 64-bit and deterministic across processes and machines (no Python `hash()`, which is salted).
 """
