@@ -20,6 +20,7 @@ from codelupe_pipeline.curate.decontamination import texts_from_tasks
 from codelupe_pipeline.definitions import build_definitions
 from codelupe_pipeline.evaluate.humaneval import load_humaneval
 from codelupe_pipeline.settings import CHECKOUT_DIR, Settings
+from codelupe_pipeline_tests.test_end_to_end import materializations
 
 CURATION_CHECKS = {
     "snapshot_rows_unique", "snapshot_min_rows", "no_unredacted_secrets", "no_benchmark_contamination",
@@ -36,14 +37,6 @@ def curation_selection(settings: Settings, with_ingestion: bool = True) -> tuple
         c for c in defs.asset_checks or [] if c.check_specs and "curated_snapshot" in str(next(iter(c.check_keys)))
     ]  # type: ignore[union-attr]
     return [*assets, *checks], dict(defs.resources or {})
-
-
-def materializations(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, object]]:
-    out = {}
-    for event in result.get_asset_materialization_events():
-        m = event.step_materialization_data.materialization
-        out[m.asset_key.to_user_string()] = {k: getattr(v, "value", v) for k, v in m.metadata.items()}
-    return out
 
 
 def test_curation_assets_metadata_checks_and_idempotence(settings: Settings) -> None:
@@ -102,6 +95,7 @@ def test_snapshot_checks_catch_what_curation_must_never_let_through(tmp_path: Pa
 
 CHILD = textwrap.dedent(
     """
+    import os
     import sys
     from pathlib import Path
     import dagster as dg
@@ -110,6 +104,7 @@ CHILD = textwrap.dedent(
 
     settings = Settings(data_dir=Path(sys.argv[1]), sources_file=Path(sys.argv[2]))
     selection, resources = curation_selection(settings, with_ingestion=False)
+    (Path(sys.argv[3]) / f"ready-{os.getpid()}").touch()  # about to open the warehouse
     with dg.instance_for_test() as instance:
         result = dg.materialize(selection, resources=resources, instance=instance, raise_on_error=False)
     versions = [
@@ -124,7 +119,7 @@ CHILD = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_two_processes_curating_at_once_wait_for_the_duckdb_lock(settings: Settings) -> None:
+def test_two_processes_curating_at_once_wait_for_the_duckdb_lock(settings: Settings, tmp_path: Path) -> None:
     """Two real processes build every curation model against one warehouse file while a third process holds
     its lock: both wait instead of failing, and both end with the same snapshot. (About 40 s on 2 cores.)"""
     selection, resources = curation_selection(settings)
@@ -133,21 +128,23 @@ def test_two_processes_curating_at_once_wait_for_the_duckdb_lock(settings: Setti
         assert dg.materialize(ingestion, resources=resources, instance=instance).success  # type: ignore[arg-type]
 
     holder = duckdb.connect(str(settings.warehouse_path))  # this process holds the write lock to start with
-    started = time.monotonic()
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(settings.data_dir), str(settings.sources_file)],
-            cwd=CHECKOUT_DIR,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    time.sleep(8)  # long enough for both children to start and reach the warehouse
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    logs = [tmp_path / f"child-{i}.log" for i in range(2)]
+    children = []
+    for log in logs:
+        with log.open("w") as out:
+            command = [sys.executable, "-c", CHILD, str(settings.data_dir), str(settings.sources_file), str(ready)]
+            children.append(subprocess.Popen(command, cwd=CHECKOUT_DIR, stdout=out, stderr=subprocess.STDOUT))
+    deadline = time.monotonic() + 300
+    while len(list(ready.iterdir())) < 2 and time.monotonic() < deadline and all(c.poll() is None for c in children):
+        time.sleep(0.2)
+    time.sleep(3)  # both are now knocking on the locked warehouse
+    assert all(c.poll() is None for c in children), "a child gave up on the lock instead of waiting"
     holder.close()
-    outputs = [child.communicate(timeout=600)[0] for child in children]
-    assert time.monotonic() - started >= 8
+    for child in children:
+        child.wait(timeout=600)
+    outputs = [log.read_text() for log in logs]
     for child, output in zip(children, outputs, strict=True):
         assert child.returncode == 0, output[-3000:]
     versions = {line.split()[1] for output in outputs for line in output.splitlines() if line.startswith("SNAPSHOT")}
