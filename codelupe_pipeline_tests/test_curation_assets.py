@@ -15,10 +15,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from codelupe_pipeline.assets.ingestion import SOURCES
+from codelupe_pipeline.automation.jobs import ingest_and_curate_job
+from codelupe_pipeline.automation.sources_sensor import partition_range_tags
 from codelupe_pipeline.curate import snapshot_checks
 from codelupe_pipeline.curate.decontamination import texts_from_tasks
 from codelupe_pipeline.definitions import build_definitions
 from codelupe_pipeline.evaluate.humaneval import load_humaneval
+from codelupe_pipeline.resources import SourcesResource
 from codelupe_pipeline.settings import CHECKOUT_DIR, Settings
 from codelupe_pipeline_tests.test_end_to_end import materializations
 
@@ -28,21 +32,29 @@ CURATION_CHECKS = {
 }  # fmt: skip
 
 
-def curation_selection(settings: Settings, with_ingestion: bool = True) -> tuple[list[object], dict[str, object]]:
+def curation_selection(settings: Settings) -> tuple[list[object], dict[str, object]]:
+    """Every curation asset and check (not ingestion), for `dg.materialize`."""
     defs = build_definitions(settings)
     graph = defs.resolve_asset_graph()
-    groups = {"curation", "ingestion"} if with_ingestion else {"curation"}
-    assets = [a for a in defs.assets or [] if any(graph.get(k).group_name in groups for k in a.keys)]  # type: ignore[union-attr]
-    checks = [
-        c for c in defs.asset_checks or [] if c.check_specs and "curated_snapshot" in str(next(iter(c.check_keys)))
-    ]  # type: ignore[union-attr]
+    assets = [a for a in defs.assets or [] if any(graph.get(k).group_name == "curation" for k in a.keys)]  # type: ignore[union-attr]
+    checks = [c for c in defs.asset_checks or [] if all(k.asset_key.path == ["curated_snapshot"] for k in c.check_keys)]  # type: ignore[union-attr]
     return [*assets, *checks], dict(defs.resources or {})
 
 
+def ingest_and_curate(settings: Settings, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    """What the sources sensor and the rescan schedule run: every source's partition, then curation."""
+    defs = build_definitions(settings)
+    sources = (defs.resources or {})["sources"]
+    assert isinstance(sources, SourcesResource)
+    names = sources.load().names
+    instance.add_dynamic_partitions(SOURCES, [n for n in names if not instance.has_dynamic_partition(SOURCES, n)])
+    job = defs.resolve_job_def(ingest_and_curate_job.name)
+    return job.execute_in_process(instance=instance, tags=partition_range_tags(names))
+
+
 def test_curation_assets_metadata_checks_and_idempotence(settings: Settings) -> None:
-    selection, resources = curation_selection(settings)
     with dg.instance_for_test() as instance:
-        first = dg.materialize(selection, resources=resources, instance=instance)  # type: ignore[arg-type]
+        first = ingest_and_curate(settings, instance)
         assert first.success
         checks = {e.check_name: e for e in first.get_asset_check_evaluations()}
         assert set(checks) >= CURATION_CHECKS
@@ -63,7 +75,7 @@ def test_curation_assets_metadata_checks_and_idempotence(settings: Settings) -> 
         data = pq.read_table(settings.snapshots_dir / str(snap["snapshot_version"]) / "data.parquet")
         assert {"quality_score", "content", "split", "sha256"} <= set(data.column_names)
 
-        second = dg.materialize(selection, resources=resources, instance=instance)  # type: ignore[arg-type]
+        second = ingest_and_curate(settings, instance)
         assert second.success
         assert "curated_snapshot" not in materializations(second), "unchanged data: no new dataset version"
 
@@ -103,7 +115,7 @@ CHILD = textwrap.dedent(
     from codelupe_pipeline_tests.test_curation_assets import curation_selection
 
     settings = Settings(data_dir=Path(sys.argv[1]), sources_file=Path(sys.argv[2]))
-    selection, resources = curation_selection(settings, with_ingestion=False)
+    selection, resources = curation_selection(settings)
     (Path(sys.argv[3]) / f"ready-{os.getpid()}").touch()  # about to open the warehouse
     with dg.instance_for_test() as instance:
         result = dg.materialize(selection, resources=resources, instance=instance, raise_on_error=False)
@@ -122,10 +134,8 @@ CHILD = textwrap.dedent(
 def test_two_processes_curating_at_once_wait_for_the_duckdb_lock(settings: Settings, tmp_path: Path) -> None:
     """Two real processes build every curation model against one warehouse file while a third process holds
     its lock: both wait instead of failing, and both end with the same snapshot. (About 40 s on 2 cores.)"""
-    selection, resources = curation_selection(settings)
-    ingestion = [a for a in selection if "raw_code_files" in str(getattr(a, "keys", ""))]
     with dg.instance_for_test() as instance:
-        assert dg.materialize(ingestion, resources=resources, instance=instance).success  # type: ignore[arg-type]
+        assert ingest_and_curate(settings, instance).success
 
     holder = duckdb.connect(str(settings.warehouse_path))  # this process holds the write lock to start with
     ready = tmp_path / "ready"
