@@ -105,11 +105,11 @@ def test_clusters_are_connected_components_of_long_chains(tmp_path: Path) -> Non
     chain = [(i, i + 1) for i in range(1, 200)]
     star = [(500, 500 + k) for k in range(1, 20)]
     pairs = [*chain, *star, (1000, 1001)]
-    con.execute("CREATE TABLE near_duplicate_pairs (doc_a BIGINT, doc_b BIGINT, jaccard DOUBLE)")
-    con.executemany("INSERT INTO near_duplicate_pairs VALUES (?, ?, 0.9)", [list(p) for p in reversed(pairs)])
-    model = load_models(CHECKOUT_DIR / "dbt_like_sql")["near_duplicate_clusters"]
+    con.execute("CREATE TABLE near_dup_pairs (doc_a BIGINT, doc_b BIGINT, jaccard DOUBLE)")
+    con.executemany("INSERT INTO near_dup_pairs VALUES (?, ?, 0.9)", [list(p) for p in reversed(pairs)])
+    model = load_models(CHECKOUT_DIR / "dbt_like_sql")["near_dup_clusters"]
     run_model(con, model, {})
-    clusters = dict(con.execute("SELECT doc_id, cluster_id FROM near_duplicate_clusters").fetchall())
+    clusters = dict(con.execute("SELECT doc_id, cluster_id FROM near_dup_clusters").fetchall())
     assert len(clusters) == 200 + 20 + 2
     assert {clusters[i] for i in range(1, 201)} == {1}
     assert {clusters[500 + k] for k in range(20)} == {500}

@@ -211,7 +211,7 @@ def test_each_rule_drops_its_file_and_counts_it(curated: duckdb.DuckDBPyConnecti
     dropped = sum(n for stage, n in funnel.items() if stage.startswith("dropped: "))
     assert funnel["rows in"] == dropped + funnel["rows out"] == len(decided)
     # Each rule has a sample with the value that failed it, in the order of the funnel.
-    samples = curated.execute("SELECT drop_reason, path, drop_detail FROM dropped_file_samples").fetchall()
+    samples = curated.execute("SELECT drop_reason, path, drop_detail FROM dropped_samples").fetchall()
     sampled = {reason for reason, _, _ in samples}
     assert set(RULE_FILES) <= sampled
     longest = max(len(line) for line in RULE_FILES["long_line"].content.splitlines())
@@ -240,7 +240,7 @@ def test_exact_and_near_duplicates_removed_best_copy_kept(curated: duckdb.DuckDB
         "SELECT drop_detail FROM file_decisions WHERE source = 'origin' AND path = 'mod_0.py'"
     ).fetchone()
     assert detail == ("near copy of forks:mod_0.py",)
-    pairs = curated.execute("SELECT min(jaccard) FROM near_duplicate_pairs").fetchone()
+    pairs = curated.execute("SELECT min(jaccard) FROM near_dup_pairs").fetchone()
     assert pairs is not None and pairs[0] >= 0.7
 
 
@@ -254,7 +254,7 @@ def test_planted_secrets_never_reach_the_curated_content(curated: duckdb.DuckDBP
         assert placeholder in content[0]
     counts = dict(curated.execute("SELECT kind, findings FROM redaction_counts").fetchall())
     assert {kind: counts.get(kind) for kind in PLANTED_SECRETS} == dict.fromkeys(PLANTED_SECRETS, 1)
-    samples = "\n".join(r[0] for r in curated.execute("SELECT excerpt FROM dropped_file_samples").fetchall())
+    samples = "\n".join(r[0] for r in curated.execute("SELECT excerpt FROM dropped_samples").fetchall())
     assert not [value for value in PLANTED_SECRETS.values() if value in samples]
     # The snapshot's key is the hash of what it holds: the redacted content.
     assert curated.execute("SELECT count(*) FROM curated_files WHERE sha256 <> sha256(content)").fetchone() == (0,)

@@ -3,7 +3,7 @@
 {{ config(materialized='table', tests={'unique': ['sha256'], 'not_null': ['kept_path']}) }}
 WITH members AS (
     SELECT c.cluster_id, d.*
-    FROM {{ ref('near_duplicate_clusters') }} AS c
+    FROM {{ ref('near_dup_clusters') }} AS c
     JOIN {{ ref('minhash_signatures') }} AS s USING (doc_id)
     JOIN {{ ref('deduped_files') }} AS d USING (sha256)
 ),

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 # The models the report reads; the curated snapshot asset depends on each of them.
-REPORT_MODELS = ("curation_funnel", "dropped_file_samples", "language_mix", "redaction_counts", "contaminated_files")
+REPORT_MODELS = ("curation_funnel", "dropped_samples", "language_mix", "redaction_counts", "contaminated_files")
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,7 @@ def read_report(con: duckdb.DuckDBPyConnection) -> CurationReport:
     ]
     samples = [
         DroppedSample(*(str(v) if v is not None else "" for v in row))
-        for row in con.execute(
-            "SELECT drop_reason, source, path, drop_detail, excerpt FROM dropped_file_samples"
-        ).fetchall()
+        for row in con.execute("SELECT drop_reason, source, path, drop_detail, excerpt FROM dropped_samples").fetchall()
     ]
     languages = [
         LanguageShare(str(lang), int(files), int(size), float(share))

@@ -4,9 +4,9 @@
 -- and rounds are few because the pairs are stars around each bucket's first member.
 {{ config(materialized='table', tests={'unique': ['doc_id'], 'not_null': ['cluster_id']}) }}
 WITH RECURSIVE edges AS (
-    SELECT doc_a AS src, doc_b AS dst FROM {{ ref('near_duplicate_pairs') }}
+    SELECT doc_a AS src, doc_b AS dst FROM {{ ref('near_dup_pairs') }}
     UNION ALL
-    SELECT doc_b, doc_a FROM {{ ref('near_duplicate_pairs') }}
+    SELECT doc_b, doc_a FROM {{ ref('near_dup_pairs') }}
 ),
 components(doc_id, cluster_id) USING KEY (doc_id) AS (
     SELECT DISTINCT src, src FROM edges
