@@ -15,10 +15,13 @@ from pathlib import Path
 
 import duckdb
 
+# The columns every reader of a snapshot may rely on (training, evaluation, their test fixtures).
 SNAPSHOT_COLUMNS = (
     "source", "repo", "path", "language", "license", "stars", "forks", "sha256", "size_bytes", "line_count",
-    "content", "split", "quality_score",
+    "content", "split",
 )  # fmt: skip
+# What curation adds: a quality score per file (0-1, see dbt_like_sql/file_verdicts.sql).
+CURATION_COLUMNS = ("quality_score",)
 BYTES_PER_TOKEN = 3.5  # typical for code with a BPE tokenizer of a modern code model
 
 
@@ -107,7 +110,7 @@ def export_snapshot(con: duckdb.DuckDBPyConnection, snapshots_dir: Path, table: 
     staging = snapshots_dir / f".staging-{version}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    columns = ", ".join(SNAPSHOT_COLUMNS)
+    columns = ", ".join((*SNAPSHOT_COLUMNS, *CURATION_COLUMNS))
     con.execute(
         f'COPY (SELECT {columns} FROM "{table}" ORDER BY split, source, path) '
         f"TO '{staging / 'data.parquet'}' (FORMAT parquet, COMPRESSION zstd)"
