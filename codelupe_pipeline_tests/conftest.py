@@ -10,7 +10,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from codelupe_pipeline.curate.decontamination import BenchmarkText, default_benchmark_texts, write_benchmark_texts
+from codelupe_pipeline.curate.decontamination import BenchmarkText, evaluation_benchmark_texts, write_benchmark_texts
 from codelupe_pipeline.curate.functions import register_curation_functions
 from codelupe_pipeline.curate.sql_models import load_models, load_vars, run_model
 from codelupe_pipeline.ingest import store
@@ -98,11 +98,11 @@ def run_curation_models(
     overrides: dict[str, Any] | None = None,
     texts: list[BenchmarkText] | None = None,
 ) -> dict[str, Any]:
-    """Write the benchmark texts (HumanEval by default) and build every curation model in order."""
+    """Write the benchmark texts (the evaluation's default: HumanEval) and build every curation model in order."""
     sql_dir = CHECKOUT_DIR / "dbt_like_sql"
     variables = {**load_vars(sql_dir), **(overrides or {})}
     register_curation_functions(con)
-    write_benchmark_texts(con, default_benchmark_texts() if texts is None else texts)
+    write_benchmark_texts(con, evaluation_benchmark_texts() if texts is None else texts)
     for model in load_models(sql_dir).values():
         run_model(con, model, variables)
     return variables

@@ -21,7 +21,8 @@ from codelupe_pipeline.automation.sources_sensor import partition_range_tags
 from codelupe_pipeline.curate import snapshot_checks
 from codelupe_pipeline.curate.decontamination import texts_from_tasks
 from codelupe_pipeline.definitions import build_definitions
-from codelupe_pipeline.evaluate.humaneval import load_humaneval
+from codelupe_pipeline.evaluate.benchmarks import humaneval_path
+from codelupe_pipeline.evaluate.tasks import load_tasks
 from codelupe_pipeline.resources import SourcesResource
 from codelupe_pipeline.settings import CHECKOUT_DIR, Settings
 from codelupe_pipeline_tests.test_end_to_end import materializations
@@ -81,7 +82,7 @@ def test_curation_assets_metadata_checks_and_idempotence(settings: Settings) -> 
 
 
 def test_snapshot_checks_catch_what_curation_must_never_let_through(tmp_path: Path) -> None:
-    task = next(t for t in load_humaneval() if t.task_id == "HumanEval/0")
+    task = next(t for t in load_tasks(humaneval_path(), "humaneval")[1] if t.task_id == "HumanEval/0")
     rows = {
         "path": ["ok.py", "leak.py", "bench.py", "copy.py"],
         "content": [

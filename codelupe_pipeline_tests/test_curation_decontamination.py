@@ -3,18 +3,20 @@ solutions and ordinary code are not; more benchmarks are added by passing their 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
-from codelupe_pipeline.curate.decontamination import default_benchmark_texts, find_contamination, texts_from_tasks
-from codelupe_pipeline.evaluate.humaneval import load_humaneval
+from codelupe_pipeline.curate.decontamination import evaluation_benchmark_texts, find_contamination, texts_from_tasks
+from codelupe_pipeline.evaluate.benchmarks import humaneval_path
+from codelupe_pipeline.evaluate.tasks import load_tasks
 from codelupe_pipeline_tests.conftest import RawFile, run_curation_models, write_raw_store
 from codelupe_pipeline_tests.test_curation_rules import synthetic_module
 
-TASKS = {task.task_id: task for task in load_humaneval()}
+TASKS = {task.task_id: task for task in load_tasks(humaneval_path(), "humaneval")[1]}
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ MBPP = [
 
 
 def test_reformatted_copies_are_found_trivial_solutions_and_other_code_are_not() -> None:
-    texts = default_benchmark_texts()
+    texts = evaluation_benchmark_texts()
     task = TASKS["HumanEval/0"]
     documents = [
         "# vendored\n" + (task.prompt + task.canonical_solution).replace("    ", "\t").upper(),
@@ -84,3 +86,18 @@ def test_sql_models_and_numpy_agree_on_any_benchmark(tmp_path: Path) -> None:
         "SELECT path, drop_detail FROM file_decisions WHERE drop_reason = 'benchmark_contamination' ORDER BY path"
     ).fetchall()
     assert listed[0][0] == "close.py" and listed[0][1].startswith("humaneval HumanEval/0 ")
+
+
+def test_every_benchmark_the_evaluation_scores_is_decontaminated(tmp_path: Path) -> None:
+    """The benchmarks file of the evaluation stage is the decontamination list: add MBPP there, and a copy of
+    an MBPP solution is dropped from the training data."""
+    row = {"task_id": 11, "text": MBPP[0].prompt, "code": MBPP[0].canonical_solution, "test_list": ["assert True"]}
+    (tmp_path / "mbpp.jsonl").write_text(json.dumps(row) + "\n")
+    config = tmp_path / "benchmarks.yaml"
+    config.write_text("benchmarks:\n  - name: humaneval\n  - name: mbpp\n    path: mbpp.jsonl\n    format: mbpp\n")
+    texts = evaluation_benchmark_texts(config)
+    assert {t.benchmark for t in texts} == {"humaneval", "mbpp"}
+    assert len([t for t in texts if t.benchmark == "humaneval" and t.part == "prompt"]) == 164
+    copy = pa.array([synthetic_module(5) + MBPP[0].canonical_solution])
+    assert [m.text.task_id for m in find_contamination(copy, texts)] == ["mbpp/11"]
+    assert find_contamination(copy, evaluation_benchmark_texts()) == [], "without MBPP configured it is not a match"

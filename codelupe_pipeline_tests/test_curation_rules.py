@@ -13,7 +13,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from codelupe_pipeline.evaluate.humaneval import load_humaneval
+from codelupe_pipeline.evaluate.benchmarks import humaneval_path
+from codelupe_pipeline.evaluate.tasks import load_tasks
 from codelupe_pipeline_tests import corpus
 from codelupe_pipeline_tests.conftest import RawFile, run_curation_models, write_raw_store
 
@@ -58,7 +59,7 @@ def plain_code(lines: int, seed: int) -> str:
     )
 
 
-HUMANEVAL = {task.task_id: task for task in load_humaneval()}
+HUMANEVAL = {task.task_id: task for task in load_tasks(humaneval_path(), "humaneval")[1]}
 _BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 BASE64_LINES = "".join("".join(random.Random(i).choices(_BASE64, k=76)) + "\n" for i in range(20))
 

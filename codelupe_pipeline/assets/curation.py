@@ -18,14 +18,14 @@ from codelupe_pipeline.assets.metadata import markdown_table
 from codelupe_pipeline.curate import snapshot_checks
 from codelupe_pipeline.curate.decontamination import (
     BENCHMARK_TEXTS_TABLE,
-    default_benchmark_texts,
+    evaluation_benchmark_texts,
     write_benchmark_texts,
 )
 from codelupe_pipeline.curate.functions import register_curation_functions
 from codelupe_pipeline.curate.report import REPORT_MODELS, CurationReport, read_report
 from codelupe_pipeline.curate.snapshot import BYTES_PER_TOKEN, SnapshotInfo, export_snapshot
 from codelupe_pipeline.curate.sql_models import SqlModel, load_models, load_vars, run_model, run_test
-from codelupe_pipeline.resources import DuckDBWarehouse, StorageResource
+from codelupe_pipeline.resources import DuckDBWarehouse, EvaluationResource, StorageResource
 
 BENCHMARK_TEXTS = dg.AssetKey(BENCHMARK_TEXTS_TABLE)
 # Tables that `{{ source('...') }}` may name, and the asset that writes each.
@@ -84,12 +84,12 @@ def _sql_model_asset(model: SqlModel, sql_dir: Path) -> dg.AssetsDefinition:
     pool="duckdb",
     code_version="1",
     description=(
-        "Prompts and canonical solutions of every benchmark the evaluation stage scores (HumanEval), the "
-        "texts curation decontaminates against: a file containing one is dropped from the curated set."
+        "Prompts and canonical solutions of every benchmark the evaluation stage scores (its benchmarks file; "
+        "HumanEval by default), the texts curation decontaminates against: a file containing one is dropped."
     ),
 )
-def benchmark_texts(warehouse: DuckDBWarehouse) -> dg.MaterializeResult:
-    texts = default_benchmark_texts()
+def benchmark_texts(warehouse: DuckDBWarehouse, evaluation: EvaluationResource) -> dg.MaterializeResult:
+    texts = evaluation_benchmark_texts(Path(evaluation.benchmarks_file))
     with warehouse.connect() as con:
         rows = write_benchmark_texts(con, texts)
     per_benchmark: dict[tuple[str, str], int] = {}
@@ -226,13 +226,15 @@ def _snapshot_checks(sql_dir: Path) -> list[dg.AssetChecksDefinition]:
 
     @dg.asset_check(
         asset=CURATED_SNAPSHOT,
-        description="No snapshot file contains a benchmark prompt or canonical solution (HumanEval).",
+        description="No snapshot file contains a prompt or canonical solution of a benchmark the evaluation scores.",
     )
-    def no_benchmark_contamination(curated_snapshot: SnapshotInfo) -> dg.AssetCheckResult:
+    def no_benchmark_contamination(
+        curated_snapshot: SnapshotInfo, evaluation: EvaluationResource
+    ) -> dg.AssetCheckResult:
         variables = load_vars(sql_dir)
         found = snapshot_checks.contaminated_rows(
             curated_snapshot.data_path,
-            default_benchmark_texts(),
+            evaluation_benchmark_texts(Path(evaluation.benchmarks_file)),
             int(variables["decontamination_ngram"]),
             float(variables["decontamination_min_overlap"]),
         )

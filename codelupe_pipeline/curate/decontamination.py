@@ -8,7 +8,8 @@ than n tokens are trivial (`return x + y`) and never match, as in BigCode's deco
 The curation SQL models do the matching in DuckDB (`benchmark_ngrams`, `contaminated_files`);
 `find_contamination` is the same rule in numpy, for checking an exported snapshot without the warehouse.
 
-To decontaminate against more benchmarks, add their texts to `default_benchmark_texts`:
+The benchmarks are those the evaluation stage scores (`evaluation_benchmark_texts`, from its benchmarks
+file): adding a benchmark there decontaminates against it too. Other texts can be passed as well:
 `texts_from_tasks("mbpp", tasks)` for anything with `task_id`, `prompt` and `canonical_solution`, or
 `BenchmarkText` rows built by hand.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import duckdb
@@ -34,7 +36,7 @@ class BenchmarkTask(Protocol):
     @property
     def prompt(self) -> str: ...
     @property
-    def canonical_solution(self) -> str: ...
+    def canonical_solution(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -53,23 +55,29 @@ class Contamination:
 
 
 def texts_from_tasks(benchmark: str, tasks: Iterable[BenchmarkTask]) -> list[BenchmarkText]:
-    """The prompt and the canonical solution of every task."""
+    """The prompt and the canonical solution (where the format has one) of every task."""
     texts = []
     for task in tasks:
         texts.append(BenchmarkText(benchmark, task.task_id, "prompt", task.prompt))
-        texts.append(BenchmarkText(benchmark, task.task_id, "solution", task.canonical_solution))
+        if task.canonical_solution:
+            texts.append(BenchmarkText(benchmark, task.task_id, "solution", task.canonical_solution))
     return texts
 
 
-def default_benchmark_texts() -> list[BenchmarkText]:
-    """The benchmarks the evaluation stage scores: HumanEval (its bundled file, checksum verified).
+def evaluation_benchmark_texts(benchmarks_file: Path | None = None) -> list[BenchmarkText]:
+    """Every benchmark the evaluation stage scores (its benchmarks file; HumanEval alone without one).
 
     The one list curation decontaminates against: the `benchmark_texts` asset writes it for the SQL models and
-    the snapshot's `no_benchmark_contamination` check reads it. Add every benchmark the evaluation scores here.
+    the snapshot's `no_benchmark_contamination` check reads it.
     """
-    from codelupe_pipeline.evaluate.humaneval import load_humaneval
+    from codelupe_pipeline.evaluate.benchmarks import benchmark_texts
 
-    return texts_from_tasks("humaneval", load_humaneval())
+    texts = []
+    for item in benchmark_texts(benchmarks_file):
+        texts.append(BenchmarkText(item.benchmark, item.task_id, "prompt", item.prompt))
+        if item.solution:
+            texts.append(BenchmarkText(item.benchmark, item.task_id, "solution", item.solution))
+    return texts
 
 
 def write_benchmark_texts(con: duckdb.DuckDBPyConnection, texts: Sequence[BenchmarkText]) -> int:
