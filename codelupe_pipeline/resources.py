@@ -1,7 +1,6 @@
 """Dagster resources: where state lives and what computes. Each wraps a plain module; none holds logic."""
 
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +9,7 @@ import dagster as dg
 import duckdb
 from pydantic import Field
 
+from codelupe_pipeline.duckdb_lock import connect_waiting
 from codelupe_pipeline.evaluate.results import ResultsStore
 from codelupe_pipeline.ingest.github_api import GitHubClient
 from codelupe_pipeline.ingest.scan import ScanRules
@@ -103,17 +103,7 @@ class DuckDBWarehouse(dg.ConfigurableResource):
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + self.lock_timeout_seconds
-        delay = 0.1
-        while True:
-            try:
-                con = self._open()
-                break
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        con = connect_waiting(self._open, self.lock_timeout_seconds)
         try:
             yield con
         finally:

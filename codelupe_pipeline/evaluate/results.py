@@ -9,7 +9,6 @@ tasks' canonical solutions fail on this machine, so that they are excluded inste
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+
+from codelupe_pipeline.duckdb_lock import connect_waiting
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS scores (
@@ -106,17 +107,7 @@ class ResultsStore:
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection, waiting while another process (a second evaluation, `codelupe evaluate`) holds it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + self.lock_timeout_seconds
-        delay = 0.05
-        while True:
-            try:
-                con = duckdb.connect(str(self.path))
-                break
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        con = connect_waiting(lambda: duckdb.connect(str(self.path)), self.lock_timeout_seconds, max_delay=2.0)
         try:
             con.execute(SCHEMA)
             yield con
