@@ -12,10 +12,10 @@ from codelupe_pipeline.automation.jobs import (
     discover_github_job,
     full_pipeline_job,
     ingest_and_curate_job,
-    train_and_evaluate_job,
+    train_adapter_job,
 )
 from codelupe_pipeline.automation.schedules import build_discovery_schedule, build_rescan_schedule
-from codelupe_pipeline.automation.sensors import build_growth_sensor
+from codelupe_pipeline.automation.sensors import build_evaluation_sensor, build_growth_sensor
 from codelupe_pipeline.automation.sources_sensor import build_sources_sensor
 from codelupe_pipeline.resources import build_resources
 from codelupe_pipeline.settings import Settings
@@ -35,16 +35,20 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             registered_model_version,
         ],
         asset_checks=[*curation_checks, sandbox_isolated, benchmarks_complete],
-        jobs=[full_pipeline_job, ingest_and_curate_job, train_and_evaluate_job, discover_github_job],
+        jobs=[full_pipeline_job, ingest_and_curate_job, train_adapter_job, discover_github_job],
         sensors=[
             build_sources_sensor(ingest_and_curate_job.name, settings.sources_sensor_interval_seconds),
             build_growth_sensor(
-                train_and_evaluate_job.name,
+                train_adapter_job.name,
                 GrowthPolicy(settings.retrain_min_new_rows, settings.retrain_min_growth_fraction),
                 settings.sensor_interval_seconds,
             ),
+            build_evaluation_sensor(settings.sensor_interval_seconds),
         ],
-        schedules=[build_rescan_schedule(settings.rescan_cron), build_discovery_schedule(settings.discovery_cron)],
+        schedules=[
+            build_rescan_schedule(settings.rescan_cron, settings.rescan_enabled),
+            build_discovery_schedule(settings.discovery_cron),
+        ],
         resources=build_resources(settings),
     )
 

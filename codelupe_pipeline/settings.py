@@ -116,6 +116,11 @@ class Settings:
     rescan_cron: str = _setting(
         "CODELUPE_RESCAN_CRON", "0 * * * *", "Cron schedule on which sources are re-scanned and curated."
     )
+    rescan_enabled: bool = _setting(
+        "CODELUPE_RESCAN_ENABLED",
+        True,
+        "Whether the rescan_sources schedule starts on its own when the daemon runs (false: turn it on in the UI).",
+    )
     sources_sensor_interval_seconds: int = _setting(
         "CODELUPE_SOURCES_SENSOR_INTERVAL_SECONDS",
         60,
@@ -146,6 +151,19 @@ class Settings:
                 continue
             values[f.name] = _parse(f.name, f.metadata["env"], raw, f.default)
         return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that give another process (a server, the daemon) these same settings."""
+        env = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, tuple):
+                env[f.metadata["env"]] = ",".join(value)
+            elif isinstance(value, bool):
+                env[f.metadata["env"]] = str(value).lower()
+            else:
+                env[f.metadata["env"]] = str(value)
+        return env
 
     @classmethod
     def describe(cls) -> list[tuple[str, str, str]]:

@@ -44,7 +44,10 @@ def fixture_sources(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path, fixture_sources: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", sources_file=fixture_sources, retrain_min_new_rows=3)
+    # Schedules stay off in tests unless a test turns them on (the daemon test does).
+    return Settings(
+        data_dir=tmp_path / "data", sources_file=fixture_sources, retrain_min_new_rows=3, rescan_enabled=False
+    )
 
 
 @pytest.fixture(scope="session")

@@ -26,23 +26,12 @@ def free_port() -> int:
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment under which a server process sees the same settings as the test."""
-    env = dict(os.environ)
-    env.update(
-        {
-            "CODELUPE_DATA_DIR": str(settings.data_dir),
-            "CODELUPE_SOURCES_FILE": str(settings.sources_file),
-            "CODELUPE_SQL_DIR": str(settings.sql_dir),
-            "CODELUPE_MLFLOW_TRACKING_URI": settings.resolved_mlflow_tracking_uri,
-            "CODELUPE_RETRAIN_MIN_NEW_ROWS": str(settings.retrain_min_new_rows),
-            "CODELUPE_RETRAIN_MIN_GROWTH_FRACTION": str(settings.retrain_min_growth_fraction),
-            "CODELUPE_SENSOR_INTERVAL_SECONDS": str(settings.sensor_interval_seconds),
-            "CODELUPE_RESCAN_CRON": settings.rescan_cron,
-            "CODELUPE_POSTGRES_URL": settings.postgres_url,
-            "DAGSTER_HOME": str(settings.dagster_home),
-            "PYTHONPATH": str(CHECKOUT_DIR),
-        }
-    )
-    return env
+    return {
+        **os.environ,
+        **settings.to_env(),
+        "DAGSTER_HOME": str(settings.dagster_home),
+        "PYTHONPATH": str(CHECKOUT_DIR),
+    }
 
 
 def wait_for_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:

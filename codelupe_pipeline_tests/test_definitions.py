@@ -86,3 +86,7 @@ def test_dagster_yaml_is_a_valid_instance_config(tmp_path: Path, monkeypatch: py
         run = instance.create_run_for_job(dg.GraphDefinition("noop").to_job())
         assert instance.get_run_by_id(run.run_id) is not None
     assert any(home.rglob("*.db")), "SQLite storage should live under DAGSTER_HOME"
+
+
+def test_settings_round_trip_through_the_environment(settings: Settings) -> None:
+    assert Settings.from_env(settings.to_env()) == settings

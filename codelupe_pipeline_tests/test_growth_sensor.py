@@ -12,7 +12,7 @@ from codelupe_pipeline.assets.training import LORA_ADAPTER
 from codelupe_pipeline.automation.growth import GrowthPolicy, SnapshotState, growth_decision
 from codelupe_pipeline.automation.sensors import build_growth_sensor
 
-SENSOR = build_growth_sensor("train_and_evaluate", GrowthPolicy(min_new_rows=1000))
+SENSOR = build_growth_sensor("train_adapter", GrowthPolicy(min_new_rows=1000))
 
 
 def snapshot(instance: dg.DagsterInstance, version: str, rows: int) -> None:

@@ -53,7 +53,7 @@ def test_pipeline_sensor_and_registry_on_postgres(
         assert not list(home.rglob("*.db"))
 
         # A sensor tick reads the materializations back from Postgres: trained already, so it skips.
-        sensor = build_growth_sensor("train_and_evaluate", GrowthPolicy(min_new_rows=1))
+        sensor = build_growth_sensor("train_adapter", GrowthPolicy(min_new_rows=1))
         skip = sensor(dg.build_sensor_context(instance=instance))
         assert isinstance(skip, dg.SkipReason) and "already trained" in str(skip.skip_message)
 

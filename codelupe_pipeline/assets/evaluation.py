@@ -156,6 +156,9 @@ def _task_table(run: EvaluationRun, candidate: Subject) -> dict[str, list[object
     group_name="evaluation",
     kinds={"python", "pytorch", "duckdb"},
     pool="gpu",
+    # Benchmarks every new adapter, however its training was launched; a failed training updates nothing
+    # and so triggers nothing.
+    automation_condition=dg.AutomationCondition.eager(),
     code_version="2",
     description=(
         "Every configured benchmark (HumanEval, checked against its sha256, and any local benchmark file) "

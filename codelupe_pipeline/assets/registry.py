@@ -53,6 +53,8 @@ def gate(report: EvaluationReport, current_champion: str | None, policy: Promoti
     ins={"lora_adapter": dg.AssetIn(LORA_ADAPTER), "model_evaluation": dg.AssetIn(MODEL_EVALUATION)},
     group_name="registry",
     kinds={"mlflow"},
+    # Judged in the same run as the evaluation it reads (both are requested on the same automation tick).
+    automation_condition=dg.AutomationCondition.eager(),
     code_version="2",
     check_specs=[
         dg.AssetCheckSpec(

@@ -1,4 +1,4 @@
-"""Schedules: periodic re-scans of every source and GitHub discovery (both off until a user turns them on)."""
+"""Schedules: periodic re-scans of every source (on by default) and GitHub discovery (off until turned on)."""
 
 import dagster as dg
 
@@ -7,12 +7,12 @@ from codelupe_pipeline.automation.jobs import discover_github_job, ingest_and_cu
 from codelupe_pipeline.automation.sources_sensor import partition_range_tags
 
 
-def build_rescan_schedule(cron: str) -> dg.ScheduleDefinition:
+def build_rescan_schedule(cron: str, running: bool = True) -> dg.ScheduleDefinition:
     @dg.schedule(
         name="rescan_sources",
         job=ingest_and_curate_job,
         cron_schedule=cron,
-        default_status=dg.DefaultScheduleStatus.STOPPED,
+        default_status=dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED,
         description=f"Re-scans every source partition in one run, then curates, on `{cron}`.",
     )
     def rescan_sources(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:

@@ -12,6 +12,7 @@ import dagster as dg
 from codelupe_pipeline.assets.curation import CURATED_SNAPSHOT
 from codelupe_pipeline.assets.training import LORA_ADAPTER
 from codelupe_pipeline.automation.growth import GrowthPolicy, SnapshotState, growth_decision
+from codelupe_pipeline.automation.jobs import GPU_TAGS
 
 
 def latest_state(instance: dg.DagsterInstance, key: dg.AssetKey, rows_key: str) -> SnapshotState | None:
@@ -57,3 +58,17 @@ def build_growth_sensor(job_name: str, policy: GrowthPolicy, interval_seconds: i
         )
 
     return retrain_on_growth
+
+
+def build_evaluation_sensor(interval_seconds: int = 30) -> dg.AutomationConditionSensorDefinition:
+    """Declarative automation for the evaluation and registry assets: each new adapter is benchmarked and judged
+    in one run that follows its training (their `eager` conditions); a failed training updates nothing."""
+    return dg.AutomationConditionSensorDefinition(
+        "evaluate_new_adapters",
+        target=dg.AssetSelection.groups("evaluation", "registry"),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=interval_seconds,
+        run_tags=GPU_TAGS,
+        description="Benchmarks every new LoRA adapter and runs the promotion gate on it, in one GPU-tagged run "
+        "after the training that made it.",
+    )
