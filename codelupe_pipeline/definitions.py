@@ -50,6 +50,10 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             build_discovery_schedule(settings.discovery_cron),
         ],
         resources=build_resources(settings),
+        # Steps run in the run's own process: curation is a chain of DuckDB steps that the `duckdb` pool
+        # serialises anyway, and training spawns its own workers. A process per step would add seconds of
+        # imports to each of some thirty steps.
+        executor=dg.in_process_executor,
     )
 
 

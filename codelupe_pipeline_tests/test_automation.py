@@ -99,3 +99,22 @@ def test_the_loop_runs_on_its_own_and_gpu_runs_are_one_at_a_time(settings: Setti
     assert limit == {"key": key, "value": value, "limit": 1}
     assert instance_config["concurrency"]["pools"]["default_limit"] == 1
     assert instance_config["run_monitoring"]["free_slots_after_run_end_seconds"] > 0
+
+
+def test_rescans_never_pile_up_in_the_queue(settings: Settings) -> None:
+    defs = build_definitions(settings)
+    rescan = next(s for s in defs.schedules or [] if s.name == "rescan_sources")
+    with dg.instance_for_test() as instance:
+        first = rescan(dg.build_schedule_context(instance=instance))  # type: ignore[operator]
+        assert isinstance(first, dg.SkipReason) and "no source partitions" in str(first.skip_message)
+
+        instance.add_dynamic_partitions("sources", ["fixture-dir", "fixture-repo"])
+        request = rescan(dg.build_schedule_context(instance=instance))  # type: ignore[operator]
+        assert isinstance(request, dg.RunRequest)
+        assert request.tags["dagster/asset_partition_range_end"] == "fixture-repo"
+
+        running = instance.create_run_for_job(
+            defs.resolve_job_def("ingest_and_curate"), status=dg.DagsterRunStatus.STARTED, tags=request.tags
+        )
+        again = rescan(dg.build_schedule_context(instance=instance))  # type: ignore[operator]
+        assert isinstance(again, dg.SkipReason) and running.run_id in str(again.skip_message)

@@ -7,8 +7,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from codelupe_pipeline.assets.registry import NO_REGRESSION, PromotionConfig, registered_model_version
+from codelupe_pipeline.assets.registry import NO_REGRESSION, PromotionConfig, primary_metric, registered_model_version
 from codelupe_pipeline.assets.training import AdapterRef
+from codelupe_pipeline.evaluate.evaluation import BenchmarkSummary
 from codelupe_pipeline.evaluate.report import EvaluationReport
 from codelupe_pipeline.registry.mlflow_store import CHALLENGER, CHAMPION, ModelRegistry
 from codelupe_pipeline.registry.promotion import PromotionPolicy, decide
@@ -214,3 +215,13 @@ def test_re_gating_the_champion_keeps_it(mlflow: MlflowResource) -> None:
     gate(mlflow, v1, scores(0.3), v1, scores(0.3), BASE)
     assert registry.alias(CHAMPION).version == v1  # type: ignore[union-attr]
     assert registry.version(v1).tags["stage"] == "champion"
+
+
+def test_the_primary_metric_defaults_to_the_first_benchmark_that_ran() -> None:
+    def report(*benchmarks: BenchmarkSummary) -> EvaluationReport:
+        return EvaluationReport("1", {}, None, None, None, None, benchmarks=list(benchmarks))
+
+    skipped = BenchmarkSummary("humaneval_ts", "v", "multipl-e", 5, 0, {}, skipped="tsc is not installed")
+    mine = BenchmarkSummary("humaneval_head", "v", "humaneval", 2, 2, {"python": 2})
+    assert primary_metric(report(skipped, mine)) == "humaneval_head_pass_at_1"
+    assert primary_metric(report()) == "humaneval_pass_at_1"

@@ -6,6 +6,8 @@ from pydantic import Field
 from codelupe_pipeline.assets.evaluation import MODEL_EVALUATION
 from codelupe_pipeline.assets.metadata import markdown_table
 from codelupe_pipeline.assets.training import LORA_ADAPTER, AdapterRef
+from codelupe_pipeline.evaluate.benchmarks import HUMANEVAL
+from codelupe_pipeline.evaluate.evaluation import metric_name
 from codelupe_pipeline.evaluate.report import EvaluationReport, comparison_header, comparison_rows
 from codelupe_pipeline.registry.mlflow_store import CHAMPION
 from codelupe_pipeline.registry.promotion import Decision, PromotionPolicy, decide
@@ -19,11 +21,19 @@ class PromotionConfig(dg.Config):
     """The promotion gate: when does a new version become the champion?"""
 
     primary_metric: str = Field(
-        default="humaneval_pass_at_1", description="The score a new version must improve (<benchmark>_pass_at_1)."
+        default="",
+        description="The score a new version must improve, e.g. humaneval_pass_at_1; empty = pass@1 of the first "
+        "configured benchmark that ran (HumanEval unless benchmarks.yaml says otherwise).",
     )
     margin: float = Field(default=0.0, description="The primary metric must beat the champion's by more than this.")
     tolerance: float = Field(default=0.02, description="How far any other rate may drop (absolute) without blocking.")
     perplexity_tolerance: float = Field(default=0.05, description="How far perplexity may rise (relative).")
+
+
+def primary_metric(report: EvaluationReport) -> str:
+    """pass@1 of the first configured benchmark that ran: the one a user listed first is the one they care about."""
+    ran = [b.name for b in report.benchmarks if not b.skipped and b.scored]
+    return metric_name(ran[0] if ran else HUMANEVAL, "pass@1")
 
 
 def gate(report: EvaluationReport, current_champion: str | None, policy: PromotionPolicy) -> Decision:
@@ -79,7 +89,10 @@ def registered_model_version(
     mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
     registry = mlflow.registry()
-    policy = PromotionPolicy(config.primary_metric, config.margin, config.tolerance, config.perplexity_tolerance)
+    policy = PromotionPolicy(
+        config.primary_metric or primary_metric(model_evaluation), config.margin, config.tolerance,
+        config.perplexity_tolerance,
+    )  # fmt: skip
     champion = registry.alias(CHAMPION)
     decision = gate(model_evaluation, champion.version if champion else None, policy)
     version = lora_adapter.model_version

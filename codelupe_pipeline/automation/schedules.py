@@ -6,6 +6,14 @@ from codelupe_pipeline.assets.ingestion import SOURCES
 from codelupe_pipeline.automation.jobs import discover_github_job, ingest_and_curate_job
 from codelupe_pipeline.automation.sources_sensor import partition_range_tags
 
+# Runs not finished yet.
+PENDING = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
 
 def build_rescan_schedule(cron: str, running: bool = True) -> dg.ScheduleDefinition:
     @dg.schedule(
@@ -19,6 +27,14 @@ def build_rescan_schedule(cron: str, running: bool = True) -> dg.ScheduleDefinit
         keys = list(context.instance.get_dynamic_partitions(SOURCES))
         if not keys:
             return dg.SkipReason("no source partitions yet: the sources sensor adds them from the sources file")
+        # A re-scan already waiting or running covers this tick too: never let re-scans pile up in the queue.
+        pending = context.instance.get_runs(
+            filters=dg.RunsFilter(job_name=ingest_and_curate_job.name, statuses=PENDING), limit=1
+        )
+        if pending:
+            return dg.SkipReason(
+                f"run {pending[0].run_id} of {ingest_and_curate_job.name} is still {pending[0].status.value}"
+            )
         return dg.RunRequest(tags={"codelupe/trigger": "rescan", **partition_range_tags(keys)})
 
     return rescan_sources
