@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -52,20 +53,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     prepare_dagster_home(settings)
     import dagster as dg
 
+    from codelupe_pipeline.automation.jobs import full_pipeline_job
     from codelupe_pipeline.automation.run_once import run_pipeline_once
     from codelupe_pipeline.definitions import build_definitions
+    from codelupe_pipeline.progress import RunProgress
 
     defs = build_definitions(settings)
-    # Dagster's console logger at INFO: step progress without every engine event.
-    run_config: dict[str, Any] = {"ops": {}, "loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    # On a terminal a progress bar shows the steps and each step's latest log line; the full Dagster log at
+    # INFO (every step's messages, no engine events) is for --verbose and for logs that are not a terminal.
+    bar = args.progress if args.progress is not None else sys.stderr.isatty()
+    log_level = "INFO" if args.verbose or not bar else "WARNING"
+    run_config: dict[str, Any] = {"ops": {}, "loggers": {"console": {"config": {"log_level": log_level}}}}
     if args.steps is not None:
         run_config["ops"]["lora_adapter"] = {"config": {"max_steps": args.steps}}
     if args.tasks is not None:
         run_config["ops"]["model_evaluation"] = {"config": {"task_limit": args.tasks}}
     print(f"CodeLupe: data in {settings.data_dir}, model {settings.model}, device {settings.device}")
     started = time.monotonic()
-    with dg.DagsterInstance.get() as instance:
-        run = run_pipeline_once(defs, instance, run_config)
+    run_id = str(uuid.uuid4())  # known before the run starts, so the progress bar can follow it
+    steps = len(defs.resolve_job_def(full_pipeline_job.name).nodes)
+    with dg.DagsterInstance.get() as instance, RunProgress(instance, run_id, steps, disable=not bar):
+        run = run_pipeline_once(defs, instance, run_config, run_id=run_id)
     result = run.result
     elapsed = time.monotonic() - started
     raw = _ingestion_totals(result)
@@ -356,6 +364,13 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="materialize the whole pipeline once, headless, and print a summary")
     run.add_argument("--steps", type=int, help="training steps (default: the model profile's)")
     run.add_argument("--tasks", type=int, help="score only the first N tasks of each benchmark (default: all)")
+    run.add_argument("--verbose", "-v", action="store_true", help="print every step's log messages")
+    run.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar of the run's steps (default: when stderr is a terminal)",
+    )
     run.set_defaults(func=cmd_run)
     evaluate = sub.add_parser(
         "evaluate", help="benchmark an adapter directory or MLflow model version against its base and the champion"

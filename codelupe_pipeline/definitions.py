@@ -24,16 +24,22 @@ from codelupe_pipeline.settings import Settings
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     curation_assets, curation_checks = build_curation(settings.sql_dir)
+    assets = [
+        github_repositories,
+        raw_code_files,
+        *curation_assets,
+        base_model,
+        lora_adapter,
+        model_evaluation,
+        registered_model_version,
+    ]
+    owners = list(settings.asset_owners)
+    for owner in owners:
+        if "@" not in owner and not owner.startswith("team:"):
+            raise ValueError(f"CODELUPE_ASSET_OWNERS: {owner!r} is neither an email address nor team:NAME")
     return dg.Definitions(
-        assets=[
-            github_repositories,
-            raw_code_files,
-            *curation_assets,
-            base_model,
-            lora_adapter,
-            model_evaluation,
-            registered_model_version,
-        ],
+        # Owners are the user's (a setting), so they are stamped on here rather than in each decorator.
+        assets=dg.map_asset_specs(lambda spec: spec.replace_attributes(owners=owners), assets),
         asset_checks=[*curation_checks, sandbox_isolated, benchmarks_complete],
         jobs=[full_pipeline_job, ingest_and_curate_job, train_adapter_job, discover_github_job],
         sensors=[

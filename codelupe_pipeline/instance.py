@@ -27,8 +27,12 @@ def instance_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
-def prepare_dagster_home(settings: Settings) -> Path:
-    """Write DAGSTER_HOME/dagster.yaml for these settings and point DAGSTER_HOME at it."""
+def prepare_dagster_home(settings: Settings, create_storage: bool = True) -> Path:
+    """Write DAGSTER_HOME/dagster.yaml for these settings, point DAGSTER_HOME at it and create its storage.
+
+    Creating the storage here, in one process, matters: a webserver and a daemon started together on a fresh
+    home would both create the SQLite schedule database, and two Alembic stamps leave it unusable.
+    """
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
     storage = "postgres (CODELUPE_POSTGRES_URL)" if settings.postgres_url else "sqlite (embedded default)"
@@ -42,4 +46,9 @@ def prepare_dagster_home(settings: Settings) -> Path:
     os.environ["DAGSTER_HOME"] = str(home)
     if settings.postgres_url:
         os.environ[POSTGRES_URL_ENV] = settings.postgres_url
+    if create_storage:
+        import dagster as dg  # here: `codelupe --help` should not pay for importing Dagster
+
+        with dg.DagsterInstance.from_config(str(home)):
+            pass
     return home

@@ -140,6 +140,12 @@ class Settings:
         "CODELUPE_DISCOVERY_CRON", "0 3 * * *", "Cron schedule on which GitHub discovery runs its searches again."
     )
 
+    asset_owners: tuple[str, ...] = _setting(
+        "CODELUPE_ASSET_OWNERS",
+        ("team:codelupe",),
+        "Comma-separated owners shown on every asset in the Dagster UI (emails or team:NAME).",
+    )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read every setting from the environment, falling back to its default."""

@@ -5,12 +5,14 @@ and see the growth sensor skip and say why. Bounded in time; it stops its server
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import sysconfig
 import time
 import urllib.request
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from codelupe_pipeline.automation.schedules import PENDING
 from codelupe_pipeline.evaluate.benchmarks import humaneval_path
 from codelupe_pipeline.instance import prepare_dagster_home
 from codelupe_pipeline.settings import Settings
@@ -72,7 +75,6 @@ def test_the_loop_closes_itself_under_the_daemon(tmp_path: Path, monkeypatch: py
             {"profiles": [{"name": "tiny-fast", "base": "tiny", "max_steps": 4, "seq_len": 128, "micro_batch_size": 4}]}
         )
     )
-    import gzip
 
     with gzip.open(humaneval_path(), "rt") as fh:
         (tmp_path / "two_tasks.jsonl").write_text("".join(fh.readlines()[:2]))
@@ -103,6 +105,10 @@ def test_the_loop_closes_itself_under_the_daemon(tmp_path: Path, monkeypatch: py
         with dg.DagsterInstance.from_config(str(home)) as instance:
             found = instance.get_runs(filters=dg.RunsFilter(job_name=job))
         return [r for r in found if status is None or r.status == status]
+
+    def runs_of_all_jobs() -> list[dg.DagsterRun]:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            return list(instance.get_runs())
 
     def failed_runs() -> list[str]:
         with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -140,7 +146,14 @@ def test_the_loop_closes_itself_under_the_daemon(tmp_path: Path, monkeypatch: py
         assert versions[0].tags["dataset_version"] == trained[0].tags["codelupe/snapshot_version"]
         assert trained[0].tags["dagster/run_key"] == trained[0].tags["codelupe/snapshot_version"]
 
-        # 3. Restart the daemon: the sensor ticks again but the snapshot never trains twice.
+        # 3. Restart the daemon: the sensor ticks again but the snapshot never trains twice. Stopping the daemon
+        #    stops the runs it launched too, so restart at a quiet moment: no run in flight, and well away from
+        #    the minute on which the re-scan schedule fires.
+        wait_for(
+            "a quiet moment to restart the daemon",
+            lambda: not any(r.status in PENDING for r in runs_of_all_jobs()) and 5 <= datetime.now().second <= 35,
+            180,
+        )
         daemon.stop()
         daemon.start()
         ticks_before = len(sensor_ticks(port, "retrain_on_growth"))

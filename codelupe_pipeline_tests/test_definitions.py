@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -59,6 +60,23 @@ def test_asset_groups_and_pools(settings: Settings) -> None:
     for name in ("raw_code_files", "file_features", "curated_files", "curated_snapshot"):
         assert graph.get(dg.AssetKey(name)).pools == {"duckdb"}
     assert graph.get(dg.AssetKey("lora_adapter")).pools == {"gpu"}
+
+
+def test_every_asset_says_what_it_is_and_who_owns_it(settings: Settings) -> None:
+    graph = build_definitions(
+        dataclasses.replace(settings, asset_owners=("team:ml", "ana@example.com"))
+    ).resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.owners == ["team:ml", "ana@example.com"], key
+        assert node.kinds, key
+        assert node.code_version, key
+        assert node.description and len(node.description) > 30, key
+
+
+def test_a_bad_owner_names_its_setting(settings: Settings) -> None:
+    with pytest.raises(ValueError, match="CODELUPE_ASSET_OWNERS: 'bob'"):
+        build_definitions(dataclasses.replace(settings, asset_owners=("bob",)))
 
 
 def test_adding_a_sql_file_adds_an_asset(tmp_path: Path, settings: Settings) -> None:

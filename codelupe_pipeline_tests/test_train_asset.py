@@ -23,7 +23,7 @@ from codelupe_pipeline.automation.jobs import ingest_and_curate_job
 from codelupe_pipeline.automation.sources_sensor import partition_range_tags
 from codelupe_pipeline.definitions import build_definitions
 from codelupe_pipeline.registry.mlflow_store import CHAMPION, ModelRegistry
-from codelupe_pipeline.resources import ComputeResource, SourcesResource
+from codelupe_pipeline.resources import ComputeResource, ModelResource, SourcesResource
 from codelupe_pipeline.settings import Settings
 from codelupe_pipeline.train.launcher import PACKAGE_ROOT
 from codelupe_pipeline_tests.corpus import build_fixture_corpus
@@ -116,6 +116,23 @@ def test_a_plan_that_does_not_fit_is_refused_before_training(pipeline: tuple[Set
     assert not (settings.models_dir / "checkpoints").exists() or not any(
         (settings.models_dir / "checkpoints").iterdir()
     )
+
+
+def test_a_gpu_model_on_a_cpu_machine_says_why_not(pipeline: tuple[Settings, Path]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: auto does not fall back to the CPU")
+    settings, home = pipeline
+    result = materialize(
+        settings, home, TRAIN, model=ModelResource(model="qwen2.5-coder-7b"), compute=ComputeResource(device="auto")
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
+    assert "no CUDA GPU on this machine" in message and "qwen2.5-coder-7b (7.6B parameters)" in message
+    assert "CODELUPE_MODEL=tiny" in message
+    assert registry(settings).versions() == []
 
 
 @pytest.mark.slow  # about 80 s: a materialization killed mid-training, then resumed; then one continuing it

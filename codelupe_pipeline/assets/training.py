@@ -33,6 +33,7 @@ from codelupe_pipeline.train.memory import (
     PlanDoesNotFit,
     PlanSettings,
     architecture_counts,
+    check_cpu_sized,
     check_fits,
     memory_budget,
     plan_memory,
@@ -398,14 +399,15 @@ def lora_adapter(
     # The memory plan, shown before any weight is loaded; refuse a plan that cannot fit.
     plan = plan_memory(profile, settings)
     budget = memory_budget(device, compute.gpu_memory_gb)
+    counts = architecture_counts(profile, params.lora_target_modules)
     context.log_event(dg.AssetObservation(asset_key=LORA_ADAPTER, metadata={"memory_plan": plan_table(plan, budget)}))
     context.log.info(f"memory plan: {plan.summary()}; budget: {budget.bytes / GiB:.1f} GiB ({budget.source})")
     try:
+        check_cpu_sized(profile, counts.total_params, device, compute.device)
         check_fits(profile, plan, budget)
     except PlanDoesNotFit as exc:
         raise dg.Failure(description=str(exc), metadata={"memory_plan": plan_table(plan, budget)}) from exc
 
-    counts = architecture_counts(profile, params.lora_target_modules)
     job = TrainingJob(
         base_model=base_model.location,
         snapshot_data=str(snapshot.data_path),

@@ -28,7 +28,9 @@ class PipelineRun:
     deleted_partitions: list[str]  # partitions of removed sources, deleted after their rows were retired
 
 
-def run_pipeline_once(defs: dg.Definitions, instance: dg.DagsterInstance, run_config: Mapping[str, Any]) -> PipelineRun:
+def run_pipeline_once(
+    defs: dg.Definitions, instance: dg.DagsterInstance, run_config: Mapping[str, Any], run_id: str | None = None
+) -> PipelineRun:
     sources = (defs.resources or {})["sources"]
     assert isinstance(sources, SourcesResource)
     catalog = sources.load()  # a bad sources file stops here with an error naming it
@@ -48,7 +50,11 @@ def run_pipeline_once(defs: dg.Definitions, instance: dg.DagsterInstance, run_co
         instance.add_dynamic_partitions(SOURCES, new)
     keys = list(instance.get_dynamic_partitions(SOURCES))
     result = defs.resolve_job_def(full_pipeline_job.name).execute_in_process(
-        run_config=dict(run_config), instance=instance, tags=partition_range_tags(keys), raise_on_error=False
+        run_config=dict(run_config),
+        instance=instance,
+        tags=partition_range_tags(keys),
+        raise_on_error=False,
+        run_id=run_id,
     )
     declared = set(catalog.names)
     gone = [k for k in keys if k not in declared and latest_source_status(instance, k)[0] == REMOVED]

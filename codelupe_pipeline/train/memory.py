@@ -285,6 +285,21 @@ class PlanDoesNotFit(RuntimeError):
     """The training plan needs more memory than the device has: nothing was loaded or trained."""
 
 
+# Above this many parameters, fine-tuning on a CPU is days per epoch: refuse unless the user insists.
+CPU_MAX_PARAMS = 2_000_000_000
+
+
+def check_cpu_sized(profile: ModelProfile, total_params: int, device: str, device_setting: str) -> None:
+    """Refuse, saying why and what to do, when `auto` fell back to the CPU for a model only a GPU can train."""
+    if device != "cpu" or device_setting != "auto" or total_params <= CPU_MAX_PARAMS:
+        return
+    raise PlanDoesNotFit(
+        f"no CUDA GPU on this machine, so CODELUPE_DEVICE=auto chose the CPU, and {profile.name} "
+        f"({total_params / 1e9:.1f}B parameters) is far too large to fine-tune on a CPU. Train it on a GPU box, "
+        "use CODELUPE_MODEL=tiny (the CPU profile), or set CODELUPE_DEVICE=cpu to train on the CPU anyway."
+    )
+
+
 def check_fits(profile: ModelProfile, plan: MemoryPlan, budget: MemoryBudget) -> None:
     if plan.total <= budget.bytes:
         return
