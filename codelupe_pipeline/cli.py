@@ -154,14 +154,12 @@ def cmd_champion(args: argparse.Namespace) -> int:
             print(f"{alias}: none")
             continue
         print(f"{alias}: {settings.registered_model} v{info.version} (run {info.run_id})")
-        for key in (
-            "dataset_version",
-            "dataset_rows",
-            "base_model",
-            "humaneval_pass_at_1",
-            "promotion_reason",
-        ):
-            print(f"  {key}: {info.tags.get(key, '')}")
+        lineage = ["dataset_version", "dataset_rows", "base_model", "init", "train_steps", "val_loss", "git_commit",
+                   "dagster_run_id"]  # fmt: skip
+        scores = sorted(k for k in info.tags if "_at_" in k or k.startswith("your_stack"))
+        for key in [*lineage, *scores, "promotion_reason"]:
+            if key in info.tags:
+                print(f"  {key}: {info.tags[key]}")
     print("history: " + ", ".join(f"v{v.version}{'*' if CHAMPION in v.aliases else ''}" for v in versions))
     return 0
 
@@ -361,7 +359,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="codelupe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="materialize the whole pipeline once, headless, and print a summary")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
+
+    run = command("run", help="materialize the whole pipeline once, headless, and print a summary")
     run.add_argument("--steps", type=int, help="training steps (default: the model profile's)")
     run.add_argument("--tasks", type=int, help="score only the first N tasks of each benchmark (default: all)")
     run.add_argument("--verbose", "-v", action="store_true", help="print every step's log messages")
@@ -372,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         help="show a progress bar of the run's steps (default: when stderr is a terminal)",
     )
     run.set_defaults(func=cmd_run)
-    evaluate = sub.add_parser(
+    evaluate = command(
         "evaluate", help="benchmark an adapter directory or MLflow model version against its base and the champion"
     )
     which = evaluate.add_mutually_exclusive_group(required=True)
@@ -389,13 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--no-base", action="store_true", help="do not score the base model")
     evaluate.add_argument("--no-champion", action="store_true", help="do not score the champion")
     evaluate.set_defaults(func=cmd_evaluate)
-    sub.add_parser("config", help="every setting, its environment variable and current value").set_defaults(
-        func=cmd_config
-    )
-    sub.add_parser("champion", help="the current champion and challenger with their lineage").set_defaults(
-        func=cmd_champion
-    )
-    plan = sub.add_parser("plan", help="will training fit the GPU? the memory plan, component by component")
+    command("config", help="every setting, its environment variable and current value").set_defaults(func=cmd_config)
+    command("champion", help="the current champion and challenger with their lineage").set_defaults(func=cmd_champion)
+    plan = command("plan", help="will training fit the GPU? the memory plan, component by component")
     plan.add_argument("--model", help="profile, hub id or local model directory (default: CODELUPE_MODEL)")
     plan.add_argument("--all", action="store_true", help="every built-in profile with its recommended settings")
     plan.add_argument("--quantization", default="nf4", choices=["nf4", "int8", "bf16", "fp32"])
@@ -407,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("--gpu-gb", type=float, help="plan against a GPU of this many GiB (default: detect)")
     plan.add_argument("--compare-seed", action="store_true", help="the planner against the seed's budgets")
     plan.set_defaults(func=cmd_plan)
-    ui = sub.add_parser("ui", help="serve the Dagster UI and the MLflow UI on the same state")
+    ui = command("ui", help="serve the Dagster UI and the MLflow UI on the same state")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--dagster-port", type=int, default=3000)
     ui.add_argument("--mlflow-port", type=int, default=5000)

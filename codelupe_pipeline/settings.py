@@ -7,6 +7,7 @@ checkout. Each setting can be overridden by its environment variable; `codelupe 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -140,6 +141,11 @@ class Settings:
         "CODELUPE_DISCOVERY_CRON", "0 3 * * *", "Cron schedule on which GitHub discovery runs its searches again."
     )
 
+    gpu_run_tags: str = _setting(
+        "CODELUPE_GPU_RUN_TAGS",
+        "",
+        "JSON object of extra tags for runs that hold the GPU, e.g. a dagster-k8s/config that asks for a GPU node.",
+    )
     asset_owners: tuple[str, ...] = _setting(
         "CODELUPE_ASSET_OWNERS",
         ("team:codelupe",),
@@ -180,6 +186,19 @@ class Settings:
             default = default.replace(str(CHECKOUT_DIR), "<checkout>")
             rows.append((f.metadata["env"], default, f.metadata["help"]))
         return rows
+
+    @property
+    def extra_gpu_tags(self) -> dict[str, str]:
+        """CODELUPE_GPU_RUN_TAGS as Dagster run tags: values that are not strings become JSON (as dagster-k8s reads)."""
+        if not self.gpu_run_tags.strip():
+            return {}
+        try:
+            parsed = json.loads(self.gpu_run_tags)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"CODELUPE_GPU_RUN_TAGS is not valid JSON: {exc}") from exc
+        if not isinstance(parsed, dict):
+            raise ValueError("CODELUPE_GPU_RUN_TAGS must be a JSON object of tag names to values")
+        return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in parsed.items()}
 
     # Where state lives: derived from data_dir so that one variable moves all of it.
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import dagster as dg
@@ -118,3 +119,22 @@ def test_rescans_never_pile_up_in_the_queue(settings: Settings) -> None:
         )
         again = rescan(dg.build_schedule_context(instance=instance))  # type: ignore[operator]
         assert isinstance(again, dg.SkipReason) and running.run_id in str(again.skip_message)
+
+
+def test_gpu_runs_carry_the_users_tags(settings: Settings) -> None:
+    k8s = {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}
+    tagged = dataclasses.replace(settings, gpu_run_tags=json.dumps({"dagster-k8s/config": k8s, "team": "ml"}))
+    defs = build_definitions(tagged)
+    sensors = {s.name: s for s in defs.sensors or []}
+    for tags in (
+        defs.resolve_job_def("full_pipeline").tags,
+        defs.resolve_job_def("train_adapter").tags,
+        sensors["evaluate_new_adapters"].run_tags,
+    ):
+        assert json.loads(tags["dagster-k8s/config"]) == k8s  # dagster-k8s reads the tag as JSON
+        assert tags["team"] == "ml" and tags.items() >= GPU_TAGS.items()
+    assert "dagster-k8s/config" not in defs.resolve_job_def("ingest_and_curate").tags  # curation stays on CPU
+
+    for bad, message in (("{oops", "not valid JSON"), ('["a"]', "must be a JSON object")):
+        with pytest.raises(ValueError, match=f"CODELUPE_GPU_RUN_TAGS .*{message}"):
+            build_definitions(dataclasses.replace(settings, gpu_run_tags=bad))

@@ -6,8 +6,10 @@ import hashlib
 
 import dagster as dg
 import duckdb
+import pytest
 from mlflow import MlflowClient
 
+from codelupe_pipeline import cli
 from codelupe_pipeline.automation.run_once import run_pipeline_once
 from codelupe_pipeline.definitions import build_definitions
 from codelupe_pipeline.settings import Settings
@@ -37,7 +39,9 @@ def materializations(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, o
     return out
 
 
-def test_full_chain_then_idempotent_rerun(settings: Settings) -> None:
+def test_full_chain_then_idempotent_rerun(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     with dg.instance_for_test() as instance:
         first = materialize_all(settings, instance)
         assert first.success
@@ -80,6 +84,16 @@ def test_full_chain_then_idempotent_rerun(settings: Settings) -> None:
         assert client.get_model_version_by_alias(settings.registered_model, "champion").version == version.version
         artifacts = {a.path for a in client.list_artifacts(version.run_id, "adapter")}
         assert "adapter/adapter_model.safetensors" in artifacts
+
+        # `codelupe champion` tells its lineage from the registry alone.
+        for env, value in settings.to_env().items():
+            monkeypatch.setenv(env, value)
+        capsys.readouterr()
+        assert cli.main(["champion"]) == 0
+        shown = capsys.readouterr().out
+        assert f"champion: {settings.registered_model} v{version.version}" in shown
+        assert f"dataset_version: {snap['snapshot_version']}" in shown
+        assert "humaneval_pass_at_1: " in shown and "promotion_reason: " in shown
 
         # Again, with no new input: nothing stored changes, no new dataset version, no new model version.
         before = stored_state(settings)

@@ -5,7 +5,12 @@ it ingests (one partition, or a range of them for a single-run backfill); curati
 and reads every source.
 """
 
+from collections.abc import Mapping
+
 import dagster as dg
+
+# What dg.define_asset_job returns; Dagster does not export it under a public name.
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from codelupe_pipeline.assets.ingestion import GITHUB_REPOSITORIES
 
@@ -19,21 +24,32 @@ discover_github_job = dg.define_asset_job(
 # Runs that hold the GPU carry this tag; dagster.yaml lets one such run execute at a time, the rest queue.
 GPU_TAGS = {"codelupe/resource": "gpu"}
 
-full_pipeline_job = dg.define_asset_job(
-    "full_pipeline",
-    selection=dg.AssetSelection.all() - _DISCOVERY,
-    description="Ingest the given sources, curate, train, benchmark and register, end to end.",
-    tags=GPU_TAGS,
-)
 ingest_and_curate_job = dg.define_asset_job(
     "ingest_and_curate",
     selection=dg.AssetSelection.groups("ingestion", "curation") - _DISCOVERY,
     description="Ingest the given sources and rebuild the curated snapshot (a new version only if it changed).",
 )
-train_adapter_job = dg.define_asset_job(
-    "train_adapter",
-    selection=dg.AssetSelection.groups("training"),
-    description="Train a LoRA adapter on a curated snapshot and register it as `challenger`; its evaluation "
-    "and promotion follow by declarative automation.",
-    tags=GPU_TAGS,
-)
+
+
+def build_gpu_jobs(
+    extra_tags: Mapping[str, str] | None = None,
+) -> tuple[UnresolvedAssetJobDefinition, UnresolvedAssetJobDefinition]:
+    """The jobs that hold the GPU, tagged GPU_TAGS plus the user's CODELUPE_GPU_RUN_TAGS (e.g. a K8s GPU node)."""
+    tags = {**(extra_tags or {}), **GPU_TAGS}
+    full_pipeline = dg.define_asset_job(
+        "full_pipeline",
+        selection=dg.AssetSelection.all() - _DISCOVERY,
+        description="Ingest the given sources, curate, train, benchmark and register, end to end.",
+        tags=tags,
+    )
+    train_adapter = dg.define_asset_job(
+        "train_adapter",
+        selection=dg.AssetSelection.groups("training"),
+        description="Train a LoRA adapter on a curated snapshot and register it as `challenger`; its evaluation "
+        "and promotion follow by declarative automation.",
+        tags=tags,
+    )
+    return full_pipeline, train_adapter
+
+
+full_pipeline_job, train_adapter_job = build_gpu_jobs()

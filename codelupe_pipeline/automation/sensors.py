@@ -5,6 +5,7 @@ The run key is the snapshot version, so one snapshot is never trained twice, als
 """
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict
 
 import dagster as dg
@@ -60,7 +61,9 @@ def build_growth_sensor(job_name: str, policy: GrowthPolicy, interval_seconds: i
     return retrain_on_growth
 
 
-def build_evaluation_sensor(interval_seconds: int = 30) -> dg.AutomationConditionSensorDefinition:
+def build_evaluation_sensor(
+    interval_seconds: int = 30, extra_tags: Mapping[str, str] | None = None
+) -> dg.AutomationConditionSensorDefinition:
     """Declarative automation for the evaluation and registry assets: each new adapter is benchmarked and judged
     in one run that follows its training (their `eager` conditions); a failed training updates nothing."""
     return dg.AutomationConditionSensorDefinition(
@@ -68,7 +71,7 @@ def build_evaluation_sensor(interval_seconds: int = 30) -> dg.AutomationConditio
         target=dg.AssetSelection.groups("evaluation", "registry"),
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=interval_seconds,
-        run_tags=GPU_TAGS,
+        run_tags={**(extra_tags or {}), **GPU_TAGS},
         description="Benchmarks every new LoRA adapter and runs the promotion gate on it, in one GPU-tagged run "
         "after the training that made it.",
     )
