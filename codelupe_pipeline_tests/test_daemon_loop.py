@@ -5,7 +5,6 @@ and see the growth sensor skip and say why. Bounded in time; it stops its server
 
 from __future__ import annotations
 
-import gzip
 import json
 import shutil
 import sysconfig
@@ -18,13 +17,11 @@ from typing import Any
 
 import dagster as dg
 import pytest
-import yaml
 from mlflow import MlflowClient
 
 from codelupe_pipeline.automation.schedules import PENDING
-from codelupe_pipeline.evaluate.benchmarks import humaneval_path
 from codelupe_pipeline.instance import prepare_dagster_home
-from codelupe_pipeline.settings import Settings
+from codelupe_pipeline_tests.loop_settings import fast_loop_settings
 from codelupe_pipeline_tests.servers import BIN, Server, free_port, settings_env, wait_for_http
 
 pytestmark = pytest.mark.slow
@@ -66,26 +63,9 @@ def test_the_loop_closes_itself_under_the_daemon(tmp_path: Path, monkeypatch: py
     code = tmp_path / "code"
     code.mkdir()
     copy_stdlib(FIRST, code)
-    sources = tmp_path / "sources.yaml"
-    sources.write_text(yaml.safe_dump({"sources": [{"name": "code", "kind": "local", "path": str(code)}]}))
-    # CPU-sized runs for the daemon: a short training and two HumanEval tasks (a benchmark is config).
-    profiles = tmp_path / "profiles.yaml"
-    profiles.write_text(
-        yaml.safe_dump(
-            {"profiles": [{"name": "tiny-fast", "base": "tiny", "max_steps": 4, "seq_len": 128, "micro_batch_size": 4}]}
-        )
-    )
-
-    with gzip.open(humaneval_path(), "rt") as fh:
-        (tmp_path / "two_tasks.jsonl").write_text("".join(fh.readlines()[:2]))
-    benchmarks = tmp_path / "benchmarks.yaml"
-    benchmarks.write_text(yaml.safe_dump({"benchmarks": [{"name": "humaneval_head", "path": "two_tasks.jsonl"}]}))
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        sources_file=sources,
-        model="tiny-fast",
-        model_profiles_file=profiles,
-        benchmarks_file=benchmarks,
+    settings = fast_loop_settings(
+        tmp_path,
+        code,
         retrain_min_new_rows=THRESHOLD,
         sensor_interval_seconds=5,
         sources_sensor_interval_seconds=5,
