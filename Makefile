@@ -48,8 +48,8 @@ ui: setup
 	$(BIN)/codelupe ui
 
 lint: setup
-	$(BIN)/ruff check codelupe_pipeline codelupe_pipeline_tests
-	$(BIN)/ruff format --check codelupe_pipeline codelupe_pipeline_tests
+	$(BIN)/ruff check codelupe_pipeline codelupe_pipeline_tests benchmarks
+	$(BIN)/ruff format --check codelupe_pipeline codelupe_pipeline_tests benchmarks
 	$(BIN)/mypy
 
 clean-data:

@@ -74,6 +74,19 @@ def test_every_asset_says_what_it_is_and_who_owns_it(settings: Settings) -> None
         assert node.description and len(node.description) > 30, key
 
 
+def test_every_run_config_field_is_documented_and_optional(settings: Settings) -> None:
+    """The launchpad: every asset materializes with defaults, and each field says what it does."""
+    job = build_definitions(settings).resolve_implicit_global_asset_job_def()
+    configured = 0
+    for node in job.graph.node_defs:
+        config_type = node.config_schema.config_type if node.config_schema else None
+        for name, field in getattr(config_type, "fields", {}).items():
+            configured += 1
+            assert field.description and len(field.description) > 10, f"{node.name}.{name}"
+            assert not field.is_required, f"{node.name}.{name}"
+    assert configured > 30
+
+
 def test_a_bad_owner_names_its_setting(settings: Settings) -> None:
     with pytest.raises(ValueError, match="CODELUPE_ASSET_OWNERS: 'bob'"):
         build_definitions(dataclasses.replace(settings, asset_owners=("bob",)))
