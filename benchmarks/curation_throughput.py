@@ -16,8 +16,8 @@ copies, with its own random choices.
 
 Recall. A planted pair (original, copy) counts when both files pass our licence and quality rules (a pair
 a rule drops never reaches deduplication; the same pairs are used for datatrove). It is caught unless,
-after deduplication, the copy survives AND a file with the original's content survives: one of the two
-(or an exact twin of the original) was removed as a duplicate of the other. Exact copies must all be caught.
+after deduplication, the copy survives AND another file with the original's content (the original or an
+exact twin of it) survives too. Exact copies must all be caught.
 
 Each measurement runs in a fresh subprocess; its peak RSS is `ru_maxrss` from `wait4` (DuckDB's memory is
 in-process, so it is included). Ours runs every SQL model of dbt_like_sql/ in dependency order, with its
@@ -29,6 +29,7 @@ default configuration (5-grams, 14 buckets x 8 hashes, 64-bit xxhash) with as ma
 from __future__ import annotations
 
 import argparse
+import collections
 import gzip
 import hashlib
 import itertools
@@ -333,7 +334,7 @@ def recall(corpus: Path, passes_rules: dict[str, bool], survives: set[str]) -> d
     original's content survive deduplication."""
     table = pq.read_table(corpus, columns=["source", "path", "sha256", "role", "original_source", "original_path"])
     sha = {f"{s}:{p}": h for s, p, h in zip(*(table[c].to_pylist() for c in ("source", "path", "sha256")), strict=True)}
-    surviving_content = {sha[k] for k in survives}
+    surviving = collections.Counter(sha[k] for k in survives)
     out: dict[str, Any] = {}
     for role in ("near_copy", "exact_copy"):
         caught = total = 0
@@ -342,7 +343,9 @@ def recall(corpus: Path, passes_rules: dict[str, bool], survives: set[str]) -> d
             if not (passes_rules[copy] and passes_rules[original]):
                 continue
             total += 1
-            caught += not (copy in survives and sha[original] in surviving_content)
+            # Files other than the copy itself that still hold the original's content.
+            others = surviving[sha[original]] - (copy in survives and sha[copy] == sha[original])
+            caught += not (copy in survives and others > 0)
         out[role] = caught / total if total else float("nan")
         out[f"{role}_pairs"] = total
     return out
