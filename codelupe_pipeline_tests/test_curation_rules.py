@@ -281,3 +281,25 @@ def test_unlicensed_files_are_kept_by_default(tmp_path: Path) -> None:
     write_raw_store(con, [RawFile("a", "x.py", synthetic_module(1), license=None)])
     run_curation_models(con, texts=[])
     assert con.execute("SELECT path, drop_reason FROM file_decisions").fetchall() == [("x.py", None)]
+
+
+def test_character_counts_match_counting_in_python() -> None:
+    """`ascii_char_counts` (numpy over the Arrow buffer) agrees with Python over more than one DuckDB vector."""
+    from codelupe_pipeline.curate.functions import register_curation_functions
+
+    rng = random.Random(3)
+    alphabet = "abcXYZ019_ \n\t#=()éßжλ中😀"
+    texts: list[str | None] = ["", None, "ÄÖÜ", "a1", *(
+        "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 200))) for _ in range(5000)
+    )]  # fmt: skip
+    with duckdb.connect() as con:
+        register_curation_functions(con)
+        con.execute("CREATE TABLE t AS SELECT * FROM unnest(?) WITH ORDINALITY AS u(text, i)", [texts])
+        rows = con.execute("SELECT text, ascii_char_counts(text) FROM t ORDER BY i").fetchall()
+    assert len(rows) == len(texts)
+    for text, counts in rows:
+        if text is None:
+            assert counts is None
+            continue
+        assert counts["alnum"] == sum(c.isascii() and c.isalnum() for c in text), text
+        assert counts["alpha"] == sum(c.isascii() and c.isalpha() for c in text), text

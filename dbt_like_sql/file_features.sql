@@ -6,7 +6,8 @@ WITH files AS (
     SELECT
         *,
         string_split(content, chr(10)) AS lines,
-        length(content) AS n_chars
+        length(content) AS n_chars,
+        ascii_char_counts(content) AS char_counts
     FROM {{ ref('redacted_files') }}
 ),
 measured AS (
@@ -17,11 +18,9 @@ measured AS (
         len(lines) - CASE WHEN ends_with(content, chr(10)) THEN 1 ELSE 0 END AS line_count,
         len(list_filter(lines, lambda l: trim(l) <> '')) AS code_lines,
         coalesce(list_max(list_transform(lines, lambda l: length(l))), 0) AS max_line_length,
-        -- Characters that are not letters or digits, counted by deleting the letters and digits.
-        n_chars - length(translate(content, 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789', ''))
-            AS alnum_chars,
-        n_chars - length(translate(content, 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ', ''))
-            AS alpha_chars,
+        -- ASCII letters and digits, counted in numpy over the whole batch (curate/functions.py).
+        char_counts.alnum AS alnum_chars,
+        char_counts.alpha AS alpha_chars,
         coalesce(list_sum(list_transform(
             regexp_extract_all(content, {{ var_by_language('comment_regex') }}), lambda c: length(c)
         )), 0) AS comment_chars,

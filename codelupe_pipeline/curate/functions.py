@@ -8,6 +8,7 @@ function answers with one Arrow array, so the per-row cost is numpy's, not Pytho
   (NULL for a text without a single token).
 - `redact_secrets(text, min_entropy)`: `{content, kinds}`, the text with secrets and personal data replaced
   by placeholders and the kind of each finding.
+- `ascii_char_counts(text)`: `{alnum, alpha}`, how many ASCII letters and digits, and letters, the text holds.
 - `may_contain_secret(text)` (a SQL macro): DuckDB's cheap pre-selection for `redact_secrets`.
 
 Arguments after the text must be constants (thresholds from `vars.yaml`).
@@ -23,7 +24,7 @@ import pyarrow as pa
 from duckdb import func, sqltypes
 
 from codelupe_pipeline.curate import minhash, secrets
-from codelupe_pipeline.curate.shingles import ngram_hashes, token_hashes
+from codelupe_pipeline.curate.shingles import ascii_letter_digit_counts, ngram_hashes, token_hashes
 from codelupe_pipeline.curate.sql_models import sql_literal
 
 
@@ -51,6 +52,11 @@ def _minhash_signature(
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(signatures.reshape(-1)), mask=empty)
 
 
+def _ascii_char_counts(texts: pa.ChunkedArray) -> pa.Array:
+    alnum, alpha = ascii_letter_digit_counts(texts)
+    return pa.StructArray.from_arrays([pa.array(alnum), pa.array(alpha)], names=["alnum", "alpha"])
+
+
 def _redact_secrets(texts: pa.ChunkedArray, min_entropy: pa.ChunkedArray) -> pa.Array:
     threshold = float(_constant(min_entropy, "min_entropy"))
     contents: list[str] = []
@@ -73,6 +79,13 @@ _UDFS: tuple[tuple[str, Any, list[Any], Any, bool], ...] = (
         [sqltypes.VARCHAR, sqltypes.INTEGER, sqltypes.INTEGER, sqltypes.INTEGER],
         duckdb.list_type(sqltypes.UINTEGER),
         True,
+    ),
+    (
+        "ascii_char_counts",
+        _ascii_char_counts,
+        [sqltypes.VARCHAR],
+        duckdb.struct_type({"alnum": sqltypes.BIGINT, "alpha": sqltypes.BIGINT}),
+        False,
     ),
     (
         "redact_secrets",

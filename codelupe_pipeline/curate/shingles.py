@@ -85,6 +85,25 @@ def _is_word_byte(data: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
     return letter | digit | (data == ord("_")) | (data >= 0x80)
 
 
+def ascii_letter_digit_counts(strings: pa.Array | pa.ChunkedArray) -> tuple[Int64Array, Int64Array]:
+    """(letters and digits, letters) per string: the ASCII [A-Za-z0-9] and [A-Za-z] characters it holds.
+
+    Counted over Arrow's UTF-8 buffer: a multi-byte character never has an ASCII byte, so bytes and
+    characters agree. This replaces SQL's `length(translate(...))`, which builds a new string per file.
+    """
+    data, offsets = _string_buffers(strings)
+    n_docs = len(offsets) - 1
+    letters, digits = np.zeros(n_docs, dtype=np.int64), np.zeros(n_docs, dtype=np.int64)
+    nonempty = np.flatnonzero(np.diff(offsets) > 0)
+    if len(nonempty) == 0:
+        return letters, letters.copy()
+    starts = offsets[nonempty]
+    # Sums over whole documents without a cumulative sum as long as the corpus (empty ones never start a segment).
+    letters[nonempty] = np.add.reduceat(((data | np.uint8(0x20)) - np.uint8(ord("a"))) < 26, starts, dtype=np.int64)
+    digits[nonempty] = np.add.reduceat((data - np.uint8(ord("0"))) < 10, starts, dtype=np.int64)
+    return letters + digits, letters
+
+
 def token_hashes(strings: pa.Array | pa.ChunkedArray) -> Batch:
     """The hash of every token of every string, in order, grouped per string."""
     data, offsets = _string_buffers(strings)
