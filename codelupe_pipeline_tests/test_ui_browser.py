@@ -123,6 +123,14 @@ def test_asset_graph_launch_and_registry_in_a_real_browser(
         browser.get(f"{base}/assets/curation_funnel")
         wait_until(lambda: "Latest materialization" in page_text(), 60, "the asset page")
         browser.save_screenshot(str(shots / "dagster-asset-curation_funnel.png"))
+        assert "Owners" in page_text() and "codelupe" in page_text()  # CODELUPE_ASSET_OWNERS' default team
+
+        # The adapter's page: what a person reads instead of logs, and the link to its MLflow run.
+        browser.get(f"{base}/assets/lora_adapter")
+        wait_until(lambda: "tokens_per_second" in page_text(), 90, "the adapter's metadata")
+        for key in ("loss_curve_plot", "peak_memory_mb", "memory_plan", "mlflow_run", "PyTorch"):
+            assert key in page_text(), key
+        browser.save_screenshot(str(shots / "dagster-asset-lora_adapter.png"))
 
         # The MLflow registry shows the model, its aliases and the provenance tags of the version.
         model = settings.registered_model
