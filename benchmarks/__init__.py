@@ -1,0 +1,1 @@
+"""Benchmark scripts: `python -m benchmarks.<name> --help`. Results and how they were made: RESULTS.md."""

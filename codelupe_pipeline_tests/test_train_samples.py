@@ -9,7 +9,14 @@ import torch
 
 from codelupe_pipeline.train.base_model import load_tokenizer
 from codelupe_pipeline.train.boundaries import find_boundaries
-from codelupe_pipeline.train.packing import RowOrder, collate, pack
+from codelupe_pipeline.train.packing import (
+    PACKED_SDPA,
+    RowOrder,
+    collate,
+    pack,
+    register_packed_attention,
+    sample_spans,
+)
 from codelupe_pipeline.train.profiles import PROFILES
 from codelupe_pipeline.train.samples import IGNORE_INDEX, Sample, SampleSpec, SnapshotFile, build_samples
 from codelupe_pipeline.train.trainer import CausalLMLoss
@@ -206,6 +213,30 @@ def test_a_packed_sample_sees_only_itself(fixture: TrainingFixture, tokenizer: o
     torch.testing.assert_close(logits[len(a) : len(a) + len(b)], reference, atol=1e-5, rtol=1e-5)
     # With the config's default use_cache=True a cache exists, the packed mask is skipped, b attends to a.
     assert (leaky[len(a) : len(a) + len(b)] - reference).abs().max() > 1e-2
+
+
+def test_packed_sdpa_equals_sdpa_with_the_block_mask(fixture: TrainingFixture, tokenizer: object) -> None:
+    """Each sample's own causal attention (what training uses on SDPA) = SDPA with the packed block mask, for
+    rows of several samples and tail padding; the logits of the samples and the gradients alike."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(fixture.base_model), attn_implementation="sdpa").eval()
+    samples, _ = build_samples(fixture_files(), tokenizer, spec("completion", seq_len=128))
+    batch = collate([[samples[0], samples[5], samples[1]], [samples[2], samples[3]], [samples[4]]], pad_id=0)
+    assert sample_spans(batch["position_ids"]) is not None  # short samples in long rows: attended one by one
+
+    def logits_and_grad() -> tuple[torch.Tensor, torch.Tensor]:
+        model.zero_grad()
+        logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
+        logits.square().mean().backward()
+        return logits.detach(), model.model.layers[0].self_attn.q_proj.weight.grad.clone()
+
+    masked = logits_and_grad()
+    register_packed_attention()
+    model.set_attn_implementation(PACKED_SDPA)
+    packed = logits_and_grad()
+    for a, b in zip(masked, packed, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("flatten_rows", [False, True])

@@ -8,12 +8,19 @@ Several samples share one sequence so no compute goes to padding; each keeps its
   only for a batch of one row, so on that path the micro-batch is flattened into one row (see trainer).
 - the first token of each sample takes no loss: it would be predicted from the previous sample's last token.
 - the tail padding forms a sample of its own (positions from 0, no loss), so it changes nothing either.
+
+SDPA with that block-diagonal mask still computes every row's full seq_len x seq_len score matrix and can use
+no causal kernel, so on packed rows a token would pay for the whole row however short its sample. The trainer
+therefore switches SDPA models to `PACKED_SDPA`: causal SDPA run on each sample's span of each row alone, the
+spans read from the position ids, whenever that computes at most half of the rows' score matrices (see
+`packed_sdpa_attention`).
 """
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -102,3 +109,75 @@ class RowOrder:
             self._epoch = epoch
         start = position * self.micro_batch_size
         return self._order[start : start + self.micro_batch_size]
+
+
+# ------------------------------------------------------------------------------------------- attention
+PACKED_SDPA = "codelupe_packed_sdpa"
+# Below this share of the rows' full score matrices, per-sample calls beat one batched masked call; above it
+# (rows of one sample and a little padding) the batched call wins.
+PER_SAMPLE_MAX_SHARE = 0.5
+_spans_cache: tuple[torch.Tensor | None, list[list[tuple[int, int]]] | None] = (None, None)
+
+
+def sample_spans(position_ids: torch.Tensor) -> list[list[tuple[int, int]]] | None:
+    """[start, end) of every sample in each row (a sample starts where the position id is 0); None when
+    attending sample by sample would not save enough to pay for the extra calls."""
+    global _spans_cache
+    if _spans_cache[0] is position_ids:  # every layer of one forward pass gets the same tensor: one sync
+        return _spans_cache[1]
+    width = position_ids.shape[-1]
+    spans = []
+    for row in position_ids.reshape(-1, width).tolist():
+        starts = [i for i, p in enumerate(row) if p == 0] or [0]
+        if starts[0] != 0:
+            starts.insert(0, 0)
+        spans.append(list(zip(starts, [*starts[1:], width], strict=True)))
+    share = sum((b - a) ** 2 for row in spans for a, b in row) / (len(spans) * width**2)
+    _spans_cache = (position_ids, spans if share <= PER_SAMPLE_MAX_SHARE else None)
+    return _spans_cache[1]
+
+
+def packed_sdpa_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """Causal SDPA over each packed sample alone: the same result as SDPA with the block-diagonal mask, at the
+    cost of the samples' own lengths. Anything else (a cache, a sliding window, no position ids, rows that are
+    mostly one sample) goes to SDPA with the mask."""
+    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+
+    position_ids = kwargs.get("position_ids")
+    plan = None
+    if position_ids is not None and not kwargs.get("sliding_window") and query.shape[2] == key.shape[2]:
+        plan = sample_spans(position_ids.expand(query.shape[0], -1))
+    if plan is None:  # SDPA with the block-diagonal mask transformers built for it
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
+    groups = getattr(module, "num_key_value_groups", 1)
+    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    rows = []
+    for r, spans in enumerate(plan):
+        q, k, v = query[r : r + 1], key[r : r + 1], value[r : r + 1]
+        pieces = [
+            torch.nn.functional.scaled_dot_product_attention(
+                q[:, :, a:b], k[:, :, a:b], v[:, :, a:b], dropout_p=dropout, scale=scaling, is_causal=True
+            )
+            for a, b in spans
+        ]
+        rows.append(torch.cat(pieces, dim=2))
+    return torch.cat(rows).transpose(1, 2).contiguous(), None
+
+
+def register_packed_attention() -> None:
+    """Make `PACKED_SDPA` a transformers attention implementation; its masks are SDPA's (used on fallback)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+    if PACKED_SDPA not in AttentionInterface._global_mapping:
+        AttentionInterface.register(PACKED_SDPA, packed_sdpa_attention)
+        AttentionMaskInterface.register(PACKED_SDPA, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])

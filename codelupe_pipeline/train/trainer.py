@@ -38,7 +38,7 @@ from codelupe_pipeline.train.base_model import (
     load_tokenizer,
     resolve_quantization,
 )
-from codelupe_pipeline.train.packing import RowOrder, collate, one_per_row, pack
+from codelupe_pipeline.train.packing import PACKED_SDPA, RowOrder, collate, one_per_row, pack, register_packed_attention
 from codelupe_pipeline.train.profiles import FimTokens
 from codelupe_pipeline.train.samples import (
     IGNORE_INDEX,
@@ -256,6 +256,10 @@ class CausalLMLoss(torch.nn.Module):
         self.model = model
         self.chunk_tokens = chunk_tokens
         self.flatten_rows = flatten_rows  # flash-attention-2 finds packed samples only in a single row
+        causal_lm = model.get_base_model()
+        if causal_lm.config._attn_implementation == "sdpa":  # each sample's own causal attention (packing.py)
+            register_packed_attention()
+            causal_lm.set_attn_implementation(PACKED_SDPA)
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.flatten_rows:
