@@ -8,9 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
-from codelupe_pipeline.curate.decontamination import evaluation_benchmark_texts, find_contamination, texts_from_tasks
+from codelupe_pipeline.curate.decontamination import (
+    BenchmarkIndex,
+    evaluation_benchmark_texts,
+    find_contamination,
+    texts_from_tasks,
+)
+from codelupe_pipeline.curate.shingles import ngram_hashes, token_hashes
 from codelupe_pipeline.evaluate.benchmarks import humaneval_path
 from codelupe_pipeline.evaluate.tasks import load_tasks
 from codelupe_pipeline_tests.conftest import RawFile, run_curation_models, write_raw_store
@@ -50,6 +57,30 @@ def test_reformatted_copies_are_found_trivial_solutions_and_other_code_are_not()
     assert set(found) == {0, 1}
     assert found[0][:1] == ("HumanEval/0",) and found[0][2] == 1.0
     assert found[1] == ("HumanEval/12", "solution", 1.0)
+
+
+def test_index_hits_are_every_benchmark_ngram_of_each_document() -> None:
+    """Hashing only windows of benchmark tokens finds exactly the n-grams a full scan finds in the set."""
+    texts = [t.text for t in evaluation_benchmark_texts()]
+    index = BenchmarkIndex.build(texts, 13)
+    task = TASKS["HumanEval/0"]
+    documents = pa.array(
+        [
+            synthetic_module(3) + task.prompt.upper() + synthetic_module(4),
+            "",
+            str(task.canonical_solution)[:40],
+            str(TASKS["HumanEval/12"].canonical_solution) + "\n" + task.prompt,  # copies touch a document boundary
+            synthetic_module(5),
+            task.canonical_solution,
+        ]
+    )
+    hits = index.hits(documents)
+    every = ngram_hashes(token_hashes(documents), 13)
+    for doc in range(len(documents)):
+        grams = every.values[every.offsets[doc] : every.offsets[doc + 1]]
+        expected = np.unique(grams[np.isin(grams, index.grams)])
+        assert hits.values[hits.offsets[doc] : hits.offsets[doc + 1]].tolist() == expected.tolist()
+    assert hits.counts.tolist()[:3] != [0, 0, 0] and hits.counts[1] == 0 and hits.counts[3] > 0
 
 
 def test_half_a_text_is_the_default_threshold() -> None:

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from codelupe_pipeline.curate.minhash import estimated_jaccard, signatures
-from codelupe_pipeline.curate.shingles import ngram_hashes, token_hashes
+from codelupe_pipeline.curate.shingles import ngram_hashes, token_hashes, window_hashes
 from codelupe_pipeline.curate.sql_models import load_models, run_model
 from codelupe_pipeline.settings import CHECKOUT_DIR
 from codelupe_pipeline_tests.conftest import RawFile, run_curation_models, write_raw_store
@@ -51,6 +51,13 @@ def test_ngram_windows_and_short_documents() -> None:
     assert ngram_hashes(tokens, 5).values[0] != ngram_hashes(token_hashes(pa.array(["b a c d e f"])), 5).values[0]
 
 
+def test_chosen_windows_hash_as_every_window_does() -> None:
+    tokens = token_hashes(pa.array(["a b c d e f g", "h i", "j k l m"]))
+    every = ngram_hashes(tokens, 3)
+    starts = np.array([0, 4, 9, 10])  # the first and last window of each document with three tokens or more
+    assert window_hashes(tokens.values, starts, 3).tolist() == every.values[[0, 4, 5, 6]].tolist()
+
+
 def test_signatures_estimate_jaccard_similarity() -> None:
     rng = np.random.default_rng(7)
     vocabulary = [f"w{i}" for i in range(100_000)]
@@ -70,7 +77,7 @@ def test_signatures_are_deterministic_across_processes() -> None:
     here = signatures(ngram_hashes(token_hashes(pa.array([text])), 5, short_documents=True), 256, 1)[0]
     code = (
         "import sys, pyarrow as pa\n"
-        "from codelupe_pipeline.curate.shingles import ngram_hashes, token_hashes\n"
+        "from codelupe_pipeline.curate.shingles import ngram_hashes, token_hashes, window_hashes\n"
         "from codelupe_pipeline.curate.minhash import signatures\n"
         "text = sys.stdin.read()\n"
         "print(','.join(map(str, signatures(ngram_hashes(token_hashes(pa.array([text])), 5, True), 256, 1)[0])))\n"

@@ -116,3 +116,18 @@ def test_duckdb_prefilter_selects_every_file_with_a_finding() -> None:
         if secrets.find_secrets(text):
             assert is_selected, text
     assert not selected[-1], "plain code is not pre-selected"
+
+
+def test_duckdb_kind_preselection_never_changes_the_findings() -> None:
+    """`possible_kinds_sql` may only skip detectors that would find nothing (DuckDB lowercases beyond ASCII)."""
+    texts = [text for text, _ in FINDINGS.values()] + NOT_FINDINGS
+    texts += ["\u212aEY = 'x'\ntoken = \"" + FINDINGS["generic_secret"][1] + '"', "\n".join(texts)]
+    con = duckdb.connect()
+    for text in texts:
+        row = con.execute(f"SELECT {secrets.possible_kinds_sql('t')} FROM (SELECT lower(?) AS t)", [text]).fetchone()
+        assert row is not None
+        kinds = set(row[0])
+        assert secrets.find_secrets(text, kinds=kinds) == secrets.find_secrets(text), text
+        assert {f.kind for f in secrets.find_secrets(text)} <= kinds
+    plain = con.execute(f"SELECT {secrets.possible_kinds_sql('t')} FROM (SELECT lower(?) AS t)", ["x = 1\n"]).fetchone()
+    assert plain is not None and "generic_secret" not in plain[0], "a file without a secret name skips that detector"

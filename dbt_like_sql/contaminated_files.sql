@@ -9,9 +9,17 @@ WITH candidates AS (
     JOIN {{ ref('redacted_files') }} AS c USING (source, path)
     WHERE d.sha256 NOT IN (SELECT sha256 FROM {{ ref('near_duplicates') }})
 ),
+benchmark AS (
+    -- The benchmark texts' n-grams, indexed once in numpy (curate/decontamination.py); `index_key` names it.
+    SELECT benchmark_index(list(text), {{ var('decontamination_ngram') }}) AS index_key
+    FROM {{ source('benchmark_texts') }}
+),
 file_ngrams AS (
-    SELECT sha256, unnest(ngram_hashes(content, {{ var('decontamination_ngram') }})) AS ngram
-    FROM candidates
+    -- Only the n-grams of a file that some benchmark text has too (those in benchmark_ngrams): numpy looks
+    -- them up a batch of files at a time, so the tens of millions of other n-grams never become rows.
+    SELECT c.sha256, unnest(benchmark_ngram_hits(c.content, b.index_key)) AS ngram
+    FROM candidates AS c
+    CROSS JOIN benchmark AS b
 ),
 matches AS (
     SELECT

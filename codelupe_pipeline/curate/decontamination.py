@@ -23,9 +23,10 @@ from typing import Protocol
 
 import duckdb
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
-from codelupe_pipeline.curate.shingles import ngram_hashes, token_hashes
+from codelupe_pipeline.curate.shingles import Batch, Int64Array, UInt64Array, ngram_hashes, token_hashes, window_hashes
 
 BENCHMARK_TEXTS_TABLE = "benchmark_texts"
 
@@ -98,38 +99,96 @@ def write_benchmark_texts(con: duckdb.DuckDBPyConnection, texts: Sequence[Benchm
     return len(texts)
 
 
+# Token hashes are tested against the benchmarks' vocabulary in a table indexed by their top bits: 4 MB,
+# so that a few thousand benchmark tokens let through well under 0.1 % of other tokens.
+_VOCABULARY_BITS = 22
+
+
+@dataclass(frozen=True)
+class BenchmarkIndex:
+    """The n-grams of benchmark texts, ready to be looked for in many documents at once.
+
+    A document's n-gram can only be a benchmark n-gram when each of its n tokens occurs in some benchmark
+    text, so `hits` hashes only the windows made entirely of benchmark tokens (a table lookup per token),
+    and tests those against the sorted benchmark n-grams: exactly the n-grams `ngram_hashes` would have
+    found in the set, without hashing and testing the tens of millions of other windows of a corpus.
+    """
+
+    n: int
+    grams: UInt64Array  # distinct (n-gram, text) pairs of the non-trivial texts, sorted by n-gram
+    gram_texts: Int64Array  # the text of each pair, an index into the texts the index was built from
+    grams_per_text: Int64Array  # distinct n-grams of each text (0 for a trivial one)
+    vocabulary: npt.NDArray[np.bool_]  # True at the top bits of every token of a non-trivial text
+
+    @classmethod
+    def build(cls, texts: Sequence[str] | pa.Array | pa.ChunkedArray, n: int) -> BenchmarkIndex:
+        text_array = texts if isinstance(texts, pa.Array | pa.ChunkedArray) else pa.array(list(texts), pa.string())
+        text_tokens = token_hashes(text_array)
+        text_grams = ngram_hashes(text_tokens, n)
+        # Texts with fewer than n tokens have no n-gram: trivial, they never match.
+        text_of_gram = np.repeat(np.arange(len(text_array)), text_grams.counts)
+        pairs = np.unique(np.stack([text_grams.values, text_of_gram.astype(np.uint64)]), axis=1)
+        gram_texts = pairs[1].astype(np.int64)
+        vocabulary = np.zeros(1 << _VOCABULARY_BITS, dtype=np.bool_)
+        nontrivial = np.repeat(text_tokens.counts >= n, text_tokens.counts)
+        vocabulary[text_tokens.values[nontrivial] >> np.uint64(64 - _VOCABULARY_BITS)] = True
+        return cls(n, pairs[0], gram_texts, np.bincount(gram_texts, minlength=len(text_array)), vocabulary)
+
+    def hits(self, documents: pa.Array | pa.ChunkedArray) -> Batch:
+        """Per document, its distinct n-grams that are n-grams of some benchmark text too, sorted."""
+        tokens = token_hashes(documents)
+        n, values, n_docs = self.n, tokens.values, len(tokens.offsets) - 1
+        if len(values) < n or len(self.grams) == 0:
+            return Batch(np.zeros(0, dtype=np.uint64), np.zeros(n_docs + 1, dtype=np.int64))
+        foreign = ~self.vocabulary[values >> np.uint64(64 - _VOCABULARY_BITS)]
+        seen = np.zeros(len(values) + 1, dtype=np.int32)
+        np.cumsum(foreign, out=seen[1:])
+        # Windows without a single non-benchmark token, that do not run past the end of their document.
+        starts = np.flatnonzero(seen[n:] == seen[:-n])
+        doc = np.searchsorted(tokens.offsets, starts, side="right") - 1
+        inside = starts + n <= tokens.offsets[doc + 1]
+        starts, doc = starts[inside], doc[inside]
+        grams = window_hashes(values, starts, n)
+        at = np.minimum(np.searchsorted(self.grams, grams), len(self.grams) - 1)
+        known = self.grams[at] == grams
+        found = np.unique(np.stack([doc[known].astype(np.uint64), grams[known]]), axis=1)
+        offsets = np.zeros(n_docs + 1, dtype=np.int64)
+        np.cumsum(np.bincount(found[0].astype(np.int64), minlength=n_docs), out=offsets[1:])
+        return Batch(found[1].copy(), offsets)
+
+    def matches(self, documents: pa.Array | pa.ChunkedArray, min_overlap: float) -> list[tuple[int, int, float]]:
+        """(document, text, overlap): each document's best text among those it holds `min_overlap` of.
+
+        A tie goes to the text built into the index first.
+        """
+        hits = self.hits(documents)
+        best: dict[int, tuple[int, int, float]] = {}
+        if len(hits.values) == 0:
+            return []
+        # Each (document, n-gram) found counts once for every text that has that n-gram.
+        first = np.searchsorted(self.grams, hits.values, side="left")
+        last = np.searchsorted(self.grams, hits.values, side="right")
+        docs = np.repeat(np.repeat(np.arange(len(hits.counts)), hits.counts), last - first)
+        text_index = self.gram_texts[np.concatenate([np.arange(a, b) for a, b in zip(first, last, strict=True)])]
+        found, found_counts = np.unique(np.stack([docs, text_index]), axis=1, return_counts=True)
+        for (doc, text), count in zip(found.T, found_counts, strict=True):
+            overlap = float(count) / float(self.grams_per_text[text])
+            if overlap >= min_overlap and (doc not in best or overlap > best[doc][2]):
+                best[int(doc)] = (int(doc), int(text), overlap)
+        return [best[doc] for doc in sorted(best)]
+
+
 def find_contamination(
     documents: pa.Array | pa.ChunkedArray,
     texts: Sequence[BenchmarkText],
     n: int = 13,
     min_overlap: float = 0.5,
+    index: BenchmarkIndex | None = None,
 ) -> list[Contamination]:
-    """Every document holding at least `min_overlap` of some benchmark text's n-grams (its best match)."""
-    text_tokens = token_hashes(pa.array([t.text for t in texts], pa.string()))
-    text_grams = ngram_hashes(text_tokens, n)
-    counts = text_tokens.counts
-    # Distinct (n-gram, text) pairs of the non-trivial texts, sorted by n-gram for lookups.
-    text_of_gram = np.repeat(np.arange(len(texts)), text_grams.counts)
-    keep = counts[text_of_gram] >= n
-    pairs = np.unique(np.stack([text_grams.values[keep], text_of_gram[keep].astype(np.uint64)]), axis=1)
-    gram_values, gram_texts = pairs[0], pairs[1].astype(np.int64)
-    grams_per_text = np.bincount(gram_texts, minlength=len(texts))
+    """Every document holding at least `min_overlap` of some benchmark text's n-grams (its best match).
 
-    doc_grams = ngram_hashes(token_hashes(documents), n)
-    doc_of_gram = np.repeat(np.arange(len(doc_grams.counts)), doc_grams.counts)
-    present = np.isin(doc_grams.values, gram_values)
-    found = np.unique(np.stack([doc_of_gram[present].astype(np.uint64), doc_grams.values[present]]), axis=1)
-    best: dict[int, Contamination] = {}
-    if found.shape[1]:
-        # Each (document, n-gram) found counts once for every text that has that n-gram.
-        first = np.searchsorted(gram_values, found[1], side="left")
-        last = np.searchsorted(gram_values, found[1], side="right")
-        reps = last - first
-        docs = np.repeat(found[0].astype(np.int64), reps)
-        text_index = gram_texts[np.concatenate([np.arange(a, b) for a, b in zip(first, last, strict=True)])]
-        hits, hit_counts = np.unique(np.stack([docs, text_index]), axis=1, return_counts=True)
-        for (doc, text), count in zip(hits.T, hit_counts, strict=True):
-            overlap = float(count) / float(grams_per_text[text])
-            if overlap >= min_overlap and (doc not in best or overlap > best[doc].overlap):
-                best[int(doc)] = Contamination(int(doc), texts[int(text)], overlap)
-    return [best[doc] for doc in sorted(best)]
+    `index`, built from these texts with this n, saves rebuilding it when the documents come in batches.
+    """
+    if index is None:
+        index = BenchmarkIndex.build([t.text for t in texts], n)
+    return [Contamination(row, texts[text], overlap) for row, text, overlap in index.matches(documents, min_overlap)]

@@ -4,6 +4,9 @@ Each is an Arrow UDF: DuckDB hands it a whole vector of rows (2,048 at a time) a
 function answers with one Arrow array, so the per-row cost is numpy's, not Python's.
 
 - `ngram_hashes(text, n)`: hashes of every window of n lowercased tokens (none for a shorter text).
+- `benchmark_index(texts, n)`: indexes a list of benchmark texts' n-grams in this process (once per query, as an
+  aggregate's result) and answers a key naming the index;
+  `benchmark_ngram_hits(text, key)`: the text's distinct n-grams that the indexed benchmark texts have too.
 - `minhash_signature(text, n, num_perm, seed)`: the MinHash signature of the text's token n-grams
   (NULL for a text without a single token).
 - `redact_secrets(text, min_entropy)`: `{content, kinds}`, the text with secrets and personal data replaced
@@ -16,6 +19,7 @@ Arguments after the text must be constants (thresholds from `vars.yaml`).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import duckdb
@@ -24,6 +28,7 @@ import pyarrow as pa
 from duckdb import func, sqltypes
 
 from codelupe_pipeline.curate import minhash, secrets
+from codelupe_pipeline.curate.decontamination import BenchmarkIndex
 from codelupe_pipeline.curate.shingles import ascii_letter_digit_counts, ngram_hashes, token_hashes
 from codelupe_pipeline.curate.sql_models import sql_literal
 
@@ -39,6 +44,37 @@ def _constant(values: pa.Array | pa.ChunkedArray, name: str) -> Any:
 
 def _ngram_hashes(texts: pa.ChunkedArray, n: pa.ChunkedArray) -> pa.Array:
     return ngram_hashes(token_hashes(texts), int(_constant(n, "n"))).to_arrow()
+
+
+# Indexes built by `benchmark_index`, by key: DuckDB hands the key, not the index, to every batch of files.
+_BENCHMARK_INDEXES: dict[int, BenchmarkIndex] = {}
+_KEPT_INDEXES = 4
+
+
+def _benchmark_index(texts: pa.ChunkedArray, n: pa.ChunkedArray) -> pa.Array:
+    keys: list[int | None] = []
+    size = int(_constant(n, "n")) if len(n) else 0
+    for row in texts.to_pylist():
+        if row is None:
+            keys.append(None)
+            continue
+        strings = sorted(t for t in row if t is not None)
+        digest = hashlib.blake2b(repr((size, strings)).encode(), digest_size=8).digest()
+        key = int.from_bytes(digest, "little")
+        if key not in _BENCHMARK_INDEXES:
+            while len(_BENCHMARK_INDEXES) >= _KEPT_INDEXES:  # the oldest goes: one query needs one index
+                del _BENCHMARK_INDEXES[next(iter(_BENCHMARK_INDEXES))]
+            _BENCHMARK_INDEXES[key] = BenchmarkIndex.build(strings, size)
+        keys.append(key)
+    return pa.array(keys, pa.uint64())
+
+
+def _benchmark_ngram_hits(texts: pa.ChunkedArray, keys: pa.ChunkedArray) -> pa.Array:
+    key = int(_constant(keys, "key"))
+    index = _BENCHMARK_INDEXES.get(key)
+    if index is None:
+        raise ValueError(f"no benchmark index {key} in this process: pass the key benchmark_index returned")
+    return index.hits(texts).to_arrow()
 
 
 def _minhash_signature(
@@ -73,6 +109,20 @@ def _redact_secrets(texts: pa.ChunkedArray, min_entropy: pa.ChunkedArray) -> pa.
 # name, function, parameter types, return type, whether it may return NULL for a non-NULL input
 _UDFS: tuple[tuple[str, Any, list[Any], Any, bool], ...] = (
     ("ngram_hashes", _ngram_hashes, [sqltypes.VARCHAR, sqltypes.INTEGER], duckdb.list_type(sqltypes.UBIGINT), False),
+    (
+        "benchmark_index",
+        _benchmark_index,
+        [duckdb.list_type(sqltypes.VARCHAR), sqltypes.INTEGER],
+        sqltypes.UBIGINT,
+        False,
+    ),
+    (
+        "benchmark_ngram_hits",
+        _benchmark_ngram_hits,
+        [sqltypes.VARCHAR, sqltypes.UBIGINT],
+        duckdb.list_type(sqltypes.UBIGINT),
+        False,
+    ),
     (
         "minhash_signature",
         _minhash_signature,

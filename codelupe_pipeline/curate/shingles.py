@@ -130,14 +130,15 @@ def _tokens_of(data: npt.NDArray[np.uint8], offsets: Int64Array) -> Batch:
     n_docs = len(offsets) - 1
     if len(data) == 0:
         return Batch(np.zeros(0, dtype=U64), np.zeros(n_docs + 1, dtype=np.int64))
-    word = np.zeros(len(data) + 2, dtype=np.int8)
+    word = np.zeros(len(data) + 2, dtype=np.bool_)
     word[1:-1] = _is_word_byte(data)
-    edges = np.flatnonzero(np.diff(word))  # alternating token starts and token ends
+    # Alternating token starts and token ends (a bool comparison: numpy's nonzero is fastest on bools).
+    edges = np.flatnonzero(word[1:] != word[:-1])
     starts, ends = edges[0::2], edges[1::2]
     # A token running over the end of one document into the next is two tokens.
     inner = offsets[1:-1]
     inner = inner[(inner > 0) & (inner < len(data))]
-    crossing = np.unique(inner[(word[inner] == 1) & (word[inner + 1] == 1)])
+    crossing = np.unique(inner[word[inner] & word[inner + 1]])
     if len(crossing):
         starts = np.sort(np.concatenate([starts, crossing]))
         ends = np.sort(np.concatenate([ends, crossing]))
@@ -194,6 +195,14 @@ def ngram_hashes(tokens: Batch, n: int, short_documents: bool = False) -> Batch:
 
         out[~window_of_full_doc] = _roll(column, n, span.astype(U64))
     return Batch(out, out_offsets)
+
+
+def window_hashes(token_values: UInt64Array, starts: Int64Array, n: int) -> UInt64Array:
+    """The hashes `ngram_hashes` gives the windows of `n` tokens starting at these positions of `token_values`.
+
+    For hashing a few chosen windows (those a cheaper test kept) instead of every window of every document.
+    """
+    return _roll(lambda k: token_values[starts + k], n)
 
 
 def _roll(column: Callable[[int], UInt64Array], n: int, length: UInt64Array | None = None) -> UInt64Array:

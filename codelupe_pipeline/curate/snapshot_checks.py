@@ -14,7 +14,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from codelupe_pipeline.curate import secrets
-from codelupe_pipeline.curate.decontamination import BenchmarkText, Contamination, find_contamination
+from codelupe_pipeline.curate.decontamination import BenchmarkIndex, BenchmarkText, Contamination, find_contamination
 from codelupe_pipeline.curate.sql_models import sql_literal
 
 _BATCH_ROWS = 2048
@@ -29,13 +29,15 @@ class SecretLeak:
 def unredacted_secrets(data_path: Path, min_entropy: float = secrets.DEFAULT_MIN_ENTROPY) -> list[SecretLeak]:
     """Snapshot files in which a secret detector still finds something."""
     with duckdb.connect() as con:
+        # DuckDB pre-selects the files and, in the same pass, which detectors' substrings each one holds.
         rows = con.execute(
-            f"SELECT path, content FROM read_parquet({sql_literal(str(data_path))}) "
-            f"WHERE regexp_matches(content, {sql_literal(secrets.PREFILTER)}) ORDER BY path"
+            f"SELECT path, content, {secrets.possible_kinds_sql('lowered')} FROM ("
+            f"SELECT path, content, lower(content) AS lowered FROM read_parquet({sql_literal(str(data_path))}) "
+            f"WHERE regexp_matches(content, {sql_literal(secrets.PREFILTER)})) ORDER BY path"
         ).fetchall()
     leaks = []
-    for path, content in rows:
-        found = secrets.find_secrets(content, min_entropy)
+    for path, content, kinds in rows:
+        found = secrets.find_secrets(content, min_entropy, set(kinds))
         if found:
             leaks.append(SecretLeak(str(path), [f.kind for f in found]))
     return leaks
@@ -45,10 +47,11 @@ def contaminated_rows(
     data_path: Path, texts: Sequence[BenchmarkText], n: int, min_overlap: float
 ) -> list[tuple[str, Contamination]]:
     """(path, match) for every snapshot file that holds a benchmark text, read in batches."""
+    index = BenchmarkIndex.build([t.text for t in texts], n)  # once, not per batch
     found: list[tuple[str, Contamination]] = []
     for batch in pq.ParquetFile(data_path).iter_batches(batch_size=_BATCH_ROWS, columns=["path", "content"]):
         paths = batch.column("path").to_pylist()
-        for match in find_contamination(batch.column("content"), texts, n, min_overlap):
+        for match in find_contamination(batch.column("content"), texts, n, min_overlap, index):
             found.append((str(paths[match.row]), match))
     return found
 
