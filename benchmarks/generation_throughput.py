@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import platform
 import sysconfig
 import tempfile
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks._common import machine
 from codelupe_pipeline.evaluate.benchmarks import humaneval_path
 from codelupe_pipeline.evaluate.generation import GenerationParams, Request, TransformersBackend
 from codelupe_pipeline.evaluate.languages import DEFAULT_STOPS
@@ -73,7 +73,7 @@ def main() -> int:
     same = sum(a == b for a, b in zip(base_completions, rows[1][3], strict=True))
     print(
         f"\nGeneration, {args.tasks} HumanEval prompts, greedy, max {args.max_new_tokens} new tokens, "
-        f"{args.device} ({platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()})\n"
+        f"{args.device}, torch threads {torch.get_num_threads()}\n{machine()}\n"
     )
     print("| mode | seconds | prompts/s | new tokens/s | speed-up vs baseline |")
     print("|---|---|---|---|---|")

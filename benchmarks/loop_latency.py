@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import sys
 import sysconfig
 import tempfile
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from benchmarks._common import machine
 from codelupe_pipeline.assets.curation import CURATED_SNAPSHOT
 from codelupe_pipeline.assets.ingestion import SOURCES
 from codelupe_pipeline.automation.jobs import ingest_and_curate_job, train_adapter_job
@@ -133,7 +133,7 @@ def main() -> int:
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
-    print(f"\nLoop latency, growth sensor interval {args.sensor_interval} s, {sys.platform}, {len(rows)} rounds\n")
+    print(f"\nLoop latency, growth sensor interval {args.sensor_interval} s, {len(rows)} rounds\n{machine()}\n")
     print("| round | snapshot | snapshot -> run requested (s) | snapshot -> run started (s) | target |")
     print("|---|---|---|---|---|")
     for n, version, requested, started in rows:
