@@ -369,7 +369,8 @@ DETECTORS: tuple[Detector, ...] = (
     ),
     Detector(
         "email",
-        trigger=r"[A-Za-z0-9._%+-]@[A-Za-z0-9-]+\.[A-Za-z]{2}",
+        # Any number of labels before the TLD: "jane@mail.x.org" has a one-letter one.
+        trigger=r"[A-Za-z0-9._%+-]@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2}",
         pattern=r"@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}",
         placeholder="<EMAIL>",
         validate=_email,
