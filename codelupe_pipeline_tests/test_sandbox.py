@@ -122,8 +122,9 @@ HOST_SCRIPT = textwrap.dedent(
 
 @pytest.fixture
 def sentinel() -> Iterator[Path]:
-    """A directory the programs can see (not under the hidden /tmp) with a file they must not touch."""
-    directory = Path(tempfile.mkdtemp(prefix=".sandbox-sentinel-", dir=CHECKOUT_DIR))
+    """A directory the programs can see, with a file they must not touch. It lives in the interpreter's
+    prefix: the sandbox always shows that (read-only), even when the checkout is under the hidden /tmp."""
+    directory = Path(tempfile.mkdtemp(prefix=".sandbox-sentinel-", dir=sys.prefix))
     directory.chmod(0o755)
     (directory / "keep.txt").write_text("keep me")
     (directory / "keep.txt").chmod(0o644)
