@@ -230,6 +230,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         ComputeResource(device=settings.device).resolve(),
         ResultsStore(settings.eval_results_path),
         progress=lambda line: print(line, flush=True),
+        progress_bars=args.progress if args.progress is not None else sys.stderr.isatty(),
     )
     run = evaluator.evaluate(subjects.subjects)
     report = build_report(run, subjects, candidate.label)
@@ -390,6 +391,12 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--snapshot", help="snapshot version for the held-out set (default: latest; none: skip)")
     evaluate.add_argument("--no-base", action="store_true", help="do not score the base model")
     evaluate.add_argument("--no-champion", action="store_true", help="do not score the champion")
+    evaluate.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar of each generation pass (default: when stderr is a terminal)",
+    )
     evaluate.set_defaults(func=cmd_evaluate)
     command("config", help="every setting, its environment variable and current value").set_defaults(func=cmd_config)
     command("champion", help="the current champion and challenger with their lineage").set_defaults(func=cmd_champion)

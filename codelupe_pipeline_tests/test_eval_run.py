@@ -188,9 +188,13 @@ def test_cli_evaluates_an_adapter_directory(
 ) -> None:
     monkeypatch.setenv("CODELUPE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("CODELUPE_DEVICE", "cpu")
-    code = main(["evaluate", "--adapter", str(models["candidate"]), "--tasks", "1", "--max-new-tokens", "6"])
-    out = capsys.readouterr().out
+    code = main(
+        ["evaluate", "--adapter", str(models["candidate"]), "--tasks", "1", "--max-new-tokens", "6", "--progress"]
+    )
+    captured = capsys.readouterr()
+    out = captured.out
     assert code == 0, out
+    assert "generating: 100%" in captured.err and "1/1" in captured.err  # the bar of each generation pass
     assert "humaneval_pass_at_1" in out and "base model" in out
     with duckdb.connect(str(tmp_path / "data" / "eval" / "results.duckdb"), read_only=True) as con:
         labels = {r[0] for r in con.execute("SELECT subject_label FROM scores").fetchall()}

@@ -190,6 +190,7 @@ class Evaluator:
         store: ResultsStore,
         dagster_run_id: str = "",
         progress: Callable[[str], None] | None = None,
+        progress_bars: bool = False,  # a terminal bar per generation pass (the CLI on a terminal)
     ) -> None:
         self.benchmarks = list(benchmarks)
         self.heldout = heldout if heldout is not None and (heldout.tasks or heldout.files) else None
@@ -198,6 +199,7 @@ class Evaluator:
         self.store = store
         self.dagster_run_id = dagster_run_id
         self.progress = progress or log.info
+        self.progress_bars = progress_bars
         self.run = EvaluationRun({}, [], {})
 
     # Planning
@@ -403,8 +405,14 @@ class Evaluator:
     def _generate(
         self, backend: Backend, requests: list[Request], params: GenerationParams, adapter: str | None
     ) -> Iterator[tuple[int, str]]:
+        from tqdm import tqdm
+
         started = time.perf_counter()
-        yield from backend.generate(requests, params, adapter)
+        total = len(requests) * params.samples_per_task
+        with tqdm(total=total, unit="completion", desc="generating", disable=not self.progress_bars) as bar:
+            for item in backend.generate(requests, params, adapter):
+                bar.update(1)
+                yield item
         self.run.generation_seconds += time.perf_counter() - started
 
     def _score_executed(
