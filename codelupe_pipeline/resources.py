@@ -89,8 +89,20 @@ class DuckDBWarehouse(dg.ConfigurableResource):
         "corpus of a few thousand large files needs groups smaller than the default 122,880 rows to use every core.",
     )
 
+    memory_limit: str = Field(
+        default="",
+        description="DuckDB's memory limit, e.g. 8GB or 50% (CODELUPE_DUCKDB_MEMORY_LIMIT); empty = DuckDB's "
+        "default, 80 % of RAM. Beyond it DuckDB spills to disk next to the warehouse instead of growing.",
+    )
+
     def _open(self) -> duckdb.DuckDBPyConnection:
-        con = duckdb.connect()
+        config = {"memory_limit": self.memory_limit} if self.memory_limit else {}
+        try:
+            con = duckdb.connect(config=config)
+        except duckdb.Error as exc:
+            raise ValueError(
+                f"CODELUPE_DUCKDB_MEMORY_LIMIT={self.memory_limit!r} is not a DuckDB memory limit: {exc}"
+            ) from exc
         try:
             path = self.path.replace("'", "''")
             con.execute(f"ATTACH '{path}' AS warehouse (ROW_GROUP_SIZE {int(self.row_group_size)})")
@@ -179,7 +191,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             stdlib_max_files=settings.stdlib_max_files,
         ),
         "github": GitHubResource(api_url=settings.github_api_url, max_wait_seconds=settings.github_max_wait_seconds),
-        "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path)),
+        "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path), memory_limit=settings.duckdb_memory_limit),
         "mlflow": MlflowResource(
             tracking_uri=settings.resolved_mlflow_tracking_uri,
             artifact_root=str(settings.mlflow_artifact_root),

@@ -53,6 +53,11 @@ class Settings:
         300,
         "How many files of the Python standard library the default corpus takes (0 = all).",
     )
+    duckdb_memory_limit: str = _setting(
+        "CODELUPE_DUCKDB_MEMORY_LIMIT",
+        "",
+        "Memory the DuckDB warehouse may use before it spills to disk, e.g. 8GB or 50%; empty = DuckDB's 80 % of RAM.",
+    )
     model: str = _setting(
         "CODELUPE_MODEL",
         "tiny",

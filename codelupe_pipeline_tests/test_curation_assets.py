@@ -23,7 +23,7 @@ from codelupe_pipeline.curate.decontamination import texts_from_tasks
 from codelupe_pipeline.definitions import build_definitions
 from codelupe_pipeline.evaluate.benchmarks import humaneval_path
 from codelupe_pipeline.evaluate.tasks import load_tasks
-from codelupe_pipeline.resources import SourcesResource
+from codelupe_pipeline.resources import DuckDBWarehouse, SourcesResource
 from codelupe_pipeline.settings import CHECKOUT_DIR, Settings
 from codelupe_pipeline_tests.test_end_to_end import materializations
 
@@ -160,3 +160,13 @@ def test_two_processes_curating_at_once_wait_for_the_duckdb_lock(settings: Setti
         assert child.returncode == 0, output[-3000:]
     versions = {line.split()[1] for output in outputs for line in output.splitlines() if line.startswith("SNAPSHOT")}
     assert len(versions) == 1 and None not in versions and "None" not in versions
+
+
+def test_the_warehouse_memory_limit_is_a_setting(tmp_path: Path) -> None:
+    capped = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"), memory_limit="300MB")
+    with capped.connect() as con:
+        limit = str(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])  # type: ignore[index]
+    assert limit.startswith("286") and "MiB" in limit  # 300 MB as DuckDB reports it
+    bad = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"), memory_limit="lots")
+    with pytest.raises(ValueError, match="CODELUPE_DUCKDB_MEMORY_LIMIT='lots'"), bad.connect():
+        pass
