@@ -96,7 +96,9 @@ class DuckDBWarehouse(dg.ConfigurableResource):
     )
 
     def _open(self) -> duckdb.DuckDBPyConnection:
-        config = {"memory_limit": self.memory_limit} if self.memory_limit else {}
+        config: dict[str, str | bool | int | float | list[str]] = (
+            {"memory_limit": self.memory_limit} if self.memory_limit else {}
+        )
         try:
             con = duckdb.connect(config=config)
         except duckdb.Error as exc:
