@@ -73,6 +73,11 @@ def test_curation_assets_metadata_checks_and_idempotence(settings: Settings) -> 
             assert key in snap, key
         assert "exact_duplicate" in str(snap["filter_funnel"]) and "rows out" in str(snap["filter_funnel"])
         assert snap["token_estimate"] > 0
+        # The UI's column table says what each column of a report model means (config columns in its SQL).
+        schema = materializations(first)["curation_funnel"]["dagster/column_schema"]
+        described = {c.name: c.description for c in schema.columns}
+        assert set(described) == {"step", "stage", "files", "failing", "bytes"}
+        assert all(described.values()) and "first step" in str(described["files"])
         data = pq.read_table(settings.snapshots_dir / str(snap["snapshot_version"]) / "data.parquet")
         assert {"quality_score", "content", "split", "sha256"} <= set(data.column_names)
 

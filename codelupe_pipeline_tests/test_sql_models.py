@@ -90,3 +90,28 @@ def test_vars_and_per_language_vars(tmp_path: Path) -> None:
     write(tmp_path, "files.sql", "-- Missing.\nSELECT {{ var('nope') }} AS x\n")
     with pytest.raises(SqlModelError, match=r"files\.sql:2: var\('nope'\) is not defined in vars\.yaml"):
         load_models(tmp_path)
+
+
+def test_columns_are_documented_in_the_config(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "scores.sql",
+        "-- Scores.\n{{ config(materialized='table', columns={'n': 'the number', 'square': 'n times n'}) }}\n"
+        "SELECT range AS n, range * range AS square FROM range(3)\n",
+    )
+    model = load_models(tmp_path)["scores"]
+    assert model.column_description("square") == "n times n" and model.column_description("other") is None
+    run_model(duckdb.connect(), model, {})
+
+    write(tmp_path, "typo.sql", "{{ config(columns={'sqare': 'n times n'}) }}\nSELECT 1 AS square\n")
+    with pytest.raises(SqlModelError, match=r"typo\.sql: config columns describes sqare, which the model does not"):
+        run_model(duckdb.connect(), load_models(tmp_path)["typo"], {})
+    write(tmp_path, "typo.sql", "{{ config(columns=['square']) }}\nSELECT 1 AS square\n")
+    with pytest.raises(SqlModelError, match=r"typo\.sql: config columns must map column names to descriptions"):
+        load_models(tmp_path)
+
+
+def test_the_report_models_document_their_columns() -> None:
+    models = load_models(SQL_DIR, known_sources=set(SOURCE_TABLES))
+    for name in ("curation_funnel", "language_mix", "dropped_samples", "redaction_counts"):
+        assert len(models[name].columns) >= 3, name

@@ -1,7 +1,13 @@
 -- The filter funnel a curator reads first: rows in; for each rule, the files it dropped (the first rule
 -- they failed) and the files failing it at all (a rule dropping few of many it fails sits behind another);
 -- then exact duplicates, near-duplicates, benchmark contamination; rows out.
-{{ config(materialized='view') }}
+{{ config(materialized='view', columns={
+    'step': 'Order in the funnel: 0 rows in, then the rules in order, 1000+ dedup and contamination, 10000 rows out',
+    'stage': "rows in, dropped: <rule or dedup stage>, or rows out",
+    'files': 'Files this step dropped (the first step each file failed); for rows in and out, the files there',
+    'failing': 'Files failing this rule at all, whether or not an earlier step dropped them first',
+    'bytes': 'Bytes of the files this step dropped',
+}) }}
 WITH failing AS (
     SELECT rule, count(*) AS files
     FROM (SELECT unnest(failed_rules) AS rule FROM {{ ref('file_decisions') }})

@@ -1,7 +1,15 @@
 -- A sample of the files each rule dropped, with the value that failed it and the start of the file, so
 -- that a person can check the rules are right. The content shown is redacted (no secret reaches a sample).
 -- The sample is spread over the corpus by a hash of the path, not the first files in alphabetical order.
-{{ config(materialized='view') }}
+{{ config(materialized='view', columns={
+    'drop_step': 'Funnel step that dropped the file (see curation_funnel)',
+    'drop_reason': 'The rule or dedup stage that dropped it',
+    'source': 'Source (a partition of raw_code_files) the file came from',
+    'path': 'Path of the file in its source',
+    'language': 'Language detected at ingestion',
+    'drop_detail': 'The value that failed the rule, or the copy kept / the benchmark task matched',
+    'excerpt': 'The start of the file, with secrets already redacted',
+}) }}
 SELECT
     d.drop_step,
     d.drop_reason,

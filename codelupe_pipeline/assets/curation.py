@@ -62,7 +62,10 @@ def _sql_model_asset(model: SqlModel, sql_dir: Path) -> dg.AssetsDefinition:
                 metadata={
                     "dagster/row_count": run.row_count,
                     "dagster/column_schema": dg.TableSchema(
-                        columns=[dg.TableColumn(name, type_) for name, type_ in run.columns]
+                        columns=[
+                            dg.TableColumn(name, type_, description=model.column_description(name))
+                            for name, type_ in run.columns
+                        ]
                     ),
                 }
             )

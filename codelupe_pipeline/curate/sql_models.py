@@ -81,6 +81,10 @@ class SqlModel:
     sources: tuple[str, ...]
     vars: tuple[str, ...]
     tests: tuple[ModelTest, ...] = field(default=())
+    columns: tuple[tuple[str, str], ...] = field(default=())  # (column, what it means), from config(columns=...)
+
+    def column_description(self, column: str) -> str | None:
+        return dict(self.columns).get(column)
 
     @property
     def code_version(self) -> str:
@@ -208,6 +212,14 @@ def _parse_tests(path: Path, spec: Any) -> tuple[ModelTest, ...]:
     return tuple(tests)
 
 
+def _parse_columns(path: Path, spec: Any) -> tuple[tuple[str, str], ...]:
+    if spec is None:
+        return ()
+    if not isinstance(spec, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in spec.items()):
+        raise SqlModelError(f"{path}: config columns must map column names to descriptions (strings)")
+    return tuple(spec.items())
+
+
 def parse_model(path: Path) -> SqlModel:
     name = path.stem
     if not _MODEL_NAME.match(name):
@@ -235,6 +247,7 @@ def parse_model(path: Path) -> SqlModel:
         sources=tuple(dict.fromkeys(record["sources"])),
         vars=tuple(dict.fromkeys(record["vars"])),
         tests=_parse_tests(path, config.get("tests")),
+        columns=_parse_columns(path, config.get("columns")),
     )
 
 
@@ -297,6 +310,13 @@ def run_model(con: duckdb.DuckDBPyConnection, model: SqlModel, variables: Mappin
         line = re.search(r"LINE (\d+):", str(exc))
         where = f"{model.path}:{line.group(1)}" if line else str(model.path)
         raise SqlModelError(f"{where}: {type(exc).__name__}: {exc}") from None
+    produced = [c[0] for c in columns]
+    undocumented = [name for name, _ in model.columns if name not in produced]
+    if undocumented:
+        raise SqlModelError(
+            f"{model.path}: config columns describes {', '.join(undocumented)}, which the model does not produce "
+            f"(its columns: {', '.join(produced)})"
+        )
     return ModelRun(row_count=int(row_count[0]) if row_count else 0, columns=[(c[0], c[1]) for c in columns])
 
 
