@@ -14,6 +14,7 @@ import dagster as dg
 from tqdm import tqdm
 
 DONE = {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.STEP_SKIPPED}
+RUN_ENDED = {dg.DagsterEventType.RUN_SUCCESS, dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.RUN_CANCELED}
 
 
 class RunProgress:
@@ -74,6 +75,10 @@ class RunProgress:
             if event.event_type == dg.DagsterEventType.STEP_FAILURE:
                 self.failed.append(step)
             self.bar.update(1)
+        elif event.event_type in RUN_ENDED:
+            # Steps after a failed one end without an event of their own: the run's end accounts for them.
+            self.running.clear()
+            self.bar.update(self.bar.total - self.bar.n)
         else:
             return
         now = ", ".join(sorted(self.running)) or "waiting"

@@ -96,12 +96,16 @@ class DuckDBWarehouse(dg.ConfigurableResource):
     )
 
     def _open(self) -> duckdb.DuckDBPyConnection:
-        config: dict[str, str | bool | int | float | list[str]] = (
-            {"memory_limit": self.memory_limit} if self.memory_limit else {}
-        )
+        # The warehouse is ATTACHed to an in-memory database, whose spill directory would be the working
+        # directory: spill next to the warehouse file instead.
+        config: dict[str, str | bool | int | float | list[str]] = {"temp_directory": f"{self.path}.tmp"}
+        if self.memory_limit:
+            config["memory_limit"] = self.memory_limit
         try:
             con = duckdb.connect(config=config)
         except duckdb.Error as exc:
+            if not self.memory_limit:
+                raise
             raise ValueError(
                 f"CODELUPE_DUCKDB_MEMORY_LIMIT={self.memory_limit!r} is not a DuckDB memory limit: {exc}"
             ) from exc

@@ -171,6 +171,8 @@ def test_the_warehouse_memory_limit_is_a_setting(tmp_path: Path) -> None:
     capped = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"), memory_limit="300MB")
     with capped.connect() as con:
         limit = str(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])  # type: ignore[index]
+        spill = con.execute("SELECT current_setting('temp_directory')").fetchone()[0]  # type: ignore[index]
+    assert spill == f"{tmp_path / 'w.duckdb'}.tmp"  # beyond the limit it spills next to the warehouse
     assert limit.startswith("286") and "MiB" in limit  # 300 MB as DuckDB reports it
     bad = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"), memory_limit="lots")
     with pytest.raises(ValueError, match="CODELUPE_DUCKDB_MEMORY_LIMIT='lots'"), bad.connect():

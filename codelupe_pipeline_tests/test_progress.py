@@ -16,18 +16,23 @@ def first(context: dg.AssetExecutionContext) -> int:
 
 
 @dg.asset
+def broken(first: int) -> int:
+    raise ValueError("bad input")
+
+
+@dg.asset
 def second(first: int) -> int:
     return first + 1
 
 
 @dg.asset
-def broken(second: int) -> int:
-    raise ValueError("bad input")
+def after_broken(broken: int) -> int:  # never runs, and no step event says so
+    return broken
 
 
 @pytest.mark.parametrize("fail", [False, True])
 def test_the_bar_counts_steps_and_shows_the_latest_log_line(fail: bool) -> None:
-    assets = [first, second, broken] if fail else [first, second]
+    assets = [first, broken, after_broken, second] if fail else [first, second]
     out = io.StringIO()
     run_id = str(uuid.uuid4())
     with dg.instance_for_test() as instance:
