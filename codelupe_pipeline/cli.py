@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -304,15 +303,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return 0
 
 
-def _markdown(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    return "\n".join(lines + ["| " + " | ".join(str(v) for v in row) + " |" for row in rows])
-
-
 def cmd_plan(args: argparse.Namespace) -> int:
     """The VRAM plan of a training setup, against the detected or a given GPU; exit 1 when it does not fit."""
+    from codelupe_pipeline.assets.metadata import markdown_text
     from codelupe_pipeline.train.base_model import resolve_quantization
     from codelupe_pipeline.train.memory import (
+        PLAN_ROWS_HEADERS,
         PLAN_TABLE_HEADERS,
         SEED_TABLE_HEADERS,
         GiB,
@@ -334,7 +330,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     )
     if args.compare_seed:
         print(f"Budget: {budget.source}, {budget.bytes / GiB:.1f} GiB\n")
-        print(_markdown(SEED_TABLE_HEADERS, seed_comparison(budget)))
+        print(markdown_text(SEED_TABLE_HEADERS, seed_comparison(budget)))
         return 0
     names = list(PROFILES) if args.all else [args.model or settings.model]
     plans = []
@@ -350,10 +346,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         )
         plans.append((plan_memory(profile, plan_settings), budget))
     print(f"Budget: {budget.source}, {budget.bytes / GiB:.1f} GiB\n")
-    print(_markdown(PLAN_TABLE_HEADERS, plan_table_rows(plans)))
+    print(markdown_text(PLAN_TABLE_HEADERS, plan_table_rows(plans)))
     if len(plans) == 1:
         plan = plans[0][0]
-        print("\n" + _markdown(("component", "GiB", "how it is counted"), plan.rows()))
+        print("\n" + markdown_text(PLAN_ROWS_HEADERS, plan.rows()))
     return 0 if all(plan.total <= plan_budget.bytes for plan, plan_budget in plans) else 1
 
 

@@ -8,7 +8,7 @@ from codelupe_pipeline.assets.ingestion import github_repositories, raw_code_fil
 from codelupe_pipeline.assets.registry import registered_model_version
 from codelupe_pipeline.assets.training import base_model, lora_adapter
 from codelupe_pipeline.automation.growth import GrowthPolicy
-from codelupe_pipeline.automation.jobs import build_gpu_jobs, discover_github_job, ingest_and_curate_job
+from codelupe_pipeline.automation.jobs import GPU_TAGS, build_gpu_jobs, discover_github_job, ingest_and_curate_job
 from codelupe_pipeline.automation.schedules import build_discovery_schedule, build_rescan_schedule
 from codelupe_pipeline.automation.sensors import build_evaluation_sensor, build_growth_sensor
 from codelupe_pipeline.automation.sources_sensor import build_sources_sensor
@@ -28,11 +28,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         model_evaluation,
         registered_model_version,
     ]
-    full_pipeline_job, train_adapter_job = build_gpu_jobs(settings.extra_gpu_tags)
+    gpu_tags = {**settings.extra_gpu_tags, **GPU_TAGS}  # the user's tags cannot drop the one-GPU-run limit
+    full_pipeline_job, train_adapter_job = build_gpu_jobs(gpu_tags)
     owners = list(settings.asset_owners)
-    for owner in owners:
-        if "@" not in owner and not owner.startswith("team:"):
-            raise ValueError(f"CODELUPE_ASSET_OWNERS: {owner!r} is neither an email address nor team:NAME")
     return dg.Definitions(
         # Owners are the user's (a setting), so they are stamped on here rather than in each decorator.
         assets=dg.map_asset_specs(lambda spec: spec.replace_attributes(owners=owners), assets),
@@ -45,7 +43,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                 GrowthPolicy(settings.retrain_min_new_rows, settings.retrain_min_growth_fraction),
                 settings.sensor_interval_seconds,
             ),
-            build_evaluation_sensor(settings.sensor_interval_seconds, settings.extra_gpu_tags),
+            build_evaluation_sensor(settings.sensor_interval_seconds, gpu_tags),
         ],
         schedules=[
             build_rescan_schedule(settings.rescan_cron, settings.rescan_enabled),

@@ -27,7 +27,7 @@ def instance_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
-def prepare_dagster_home(settings: Settings, create_storage: bool = True) -> Path:
+def prepare_dagster_home(settings: Settings) -> Path:
     """Write DAGSTER_HOME/dagster.yaml for these settings, point DAGSTER_HOME at it and create its storage.
 
     Creating the storage here, in one process, matters: a webserver and a daemon started together on a fresh
@@ -46,9 +46,8 @@ def prepare_dagster_home(settings: Settings, create_storage: bool = True) -> Pat
     os.environ["DAGSTER_HOME"] = str(home)
     if settings.postgres_url:
         os.environ[POSTGRES_URL_ENV] = settings.postgres_url
-    if create_storage:
-        import dagster as dg  # here: `codelupe --help` should not pay for importing Dagster
+    import dagster as dg  # here: `codelupe --help` should not pay for importing Dagster
 
-        with dg.DagsterInstance.from_config(str(home)):
-            pass
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
     return home

@@ -157,6 +157,11 @@ class Settings:
         "Comma-separated owners shown on every asset in the Dagster UI (emails or team:NAME).",
     )
 
+    def __post_init__(self) -> None:
+        for owner in self.asset_owners:
+            if "@" not in owner and not owner.startswith("team:"):
+                raise ValueError(f"CODELUPE_ASSET_OWNERS: {owner!r} is neither an email address nor team:NAME")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read every setting from the environment, falling back to its default."""

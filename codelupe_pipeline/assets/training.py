@@ -27,6 +27,7 @@ from codelupe_pipeline.train.base_model import (
 from codelupe_pipeline.train.checkpoints import latest_checkpoint, run_key
 from codelupe_pipeline.train.launcher import TrainingFailed, launch
 from codelupe_pipeline.train.memory import (
+    PLAN_ROWS_HEADERS,
     GiB,
     MemoryBudget,
     MemoryPlan,
@@ -98,7 +99,7 @@ def plan_table(plan: MemoryPlan, budget: MemoryBudget) -> dg.MetadataValue:
     spare = (budget.bytes - plan.total) / GiB
     verdict = f"fits, {spare:.1f} GiB spare" if spare >= 0 else f"DOES NOT FIT: {-spare:.1f} GiB over"
     rows = [*plan.rows(), ("budget", round(budget.bytes / GiB, 2), f"{budget.source}: {verdict}")]
-    return markdown_table(["component", "GiB", "how it is counted"], rows)
+    return markdown_table(PLAN_ROWS_HEADERS, rows)
 
 
 @dg.asset(

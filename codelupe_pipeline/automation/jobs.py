@@ -32,10 +32,9 @@ ingest_and_curate_job = dg.define_asset_job(
 
 
 def build_gpu_jobs(
-    extra_tags: Mapping[str, str] | None = None,
+    tags: Mapping[str, str] = GPU_TAGS,
 ) -> tuple[UnresolvedAssetJobDefinition, UnresolvedAssetJobDefinition]:
-    """The jobs that hold the GPU, tagged GPU_TAGS plus the user's CODELUPE_GPU_RUN_TAGS (e.g. a K8s GPU node)."""
-    tags = {**(extra_tags or {}), **GPU_TAGS}
+    """The jobs that hold the GPU, with their run tags: GPU_TAGS and the user's CODELUPE_GPU_RUN_TAGS."""
     full_pipeline = dg.define_asset_job(
         "full_pipeline",
         selection=dg.AssetSelection.all() - _DISCOVERY,

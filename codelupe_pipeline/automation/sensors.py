@@ -62,7 +62,7 @@ def build_growth_sensor(job_name: str, policy: GrowthPolicy, interval_seconds: i
 
 
 def build_evaluation_sensor(
-    interval_seconds: int = 30, extra_tags: Mapping[str, str] | None = None
+    interval_seconds: int = 30, gpu_tags: Mapping[str, str] = GPU_TAGS
 ) -> dg.AutomationConditionSensorDefinition:
     """Declarative automation for the evaluation and registry assets: each new adapter is benchmarked and judged
     in one run that follows its training (their `eager` conditions); a failed training updates nothing."""
@@ -71,7 +71,7 @@ def build_evaluation_sensor(
         target=dg.AssetSelection.groups("evaluation", "registry"),
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=interval_seconds,
-        run_tags={**(extra_tags or {}), **GPU_TAGS},
+        run_tags=dict(gpu_tags),
         description="Benchmarks every new LoRA adapter and runs the promotion gate on it, in one GPU-tagged run "
         "after the training that made it.",
     )

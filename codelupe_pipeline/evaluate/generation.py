@@ -170,8 +170,6 @@ class TransformersBackend:
         self.adapters = {name: d for name, d in adapters.items() if name not in self.failed_adapters}
         self.tokenizer = load_tokenizer(base_location)
         self.tokenizer.padding_side = "left"  # generation continues each prompt's end
-        # Long files are scored in windows and long prompts cut to fit: no "longer than the maximum" warning.
-        self.tokenizer.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True
         self.file_separator = file_separator(self.tokenizer.get_vocab())
         self.max_positions = int(getattr(model.config, "max_position_embeddings", 0) or 1 << 30)
 

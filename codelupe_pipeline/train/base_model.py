@@ -138,4 +138,6 @@ def load_tokenizer(location: str, chat_template: str | None = None) -> Any:
         tokenizer.pad_token = tokenizer.eos_token
     if chat_template and not getattr(tokenizer, "chat_template", None):
         tokenizer.chat_template = chat_template
+    # Long files are cut into samples and scored in windows: no "longer than the maximum" warning for them.
+    tokenizer.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True
     return tokenizer

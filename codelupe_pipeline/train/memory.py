@@ -374,6 +374,7 @@ def plan_table_rows(plans: Sequence[tuple[MemoryPlan, MemoryBudget | None]]) -> 
     return rows
 
 
+PLAN_ROWS_HEADERS = ("component", "GiB", "how it is counted")  # MemoryPlan.rows(), one plan
 PLAN_TABLE_HEADERS = (
     "model", "settings", "weights GiB", "adapters GiB", "optimizer GiB", "activations GiB", "overhead GiB",
     "total GiB", "on the budget",

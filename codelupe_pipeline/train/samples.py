@@ -171,8 +171,6 @@ def build_samples(files: Sequence[SnapshotFile], tokenizer: Any, spec: SampleSpe
     report = SampleReport()
     samples: list[Sample] = []
     eos = [tokenizer.eos_token_id]
-    # Long files are cut into targets below: silence the tokenizer's "longer than the maximum" warning.
-    tokenizer.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True
     target_budget = spec.seq_len // 2
     for file in files:
         report.files += 1

@@ -469,15 +469,16 @@ def _train(job: TrainingJob, processes: Processes, emit: Emit) -> dict[str, Any]
         # Normalise by the label tokens of the whole step (all micro-batches, all processes), not per
         # micro-batch: otherwise short micro-batches weigh as much as long ones (the gradient-accumulation
         # loss bug). DDP averages gradients over processes, hence the factor `world`.
-        step_loss = 0.0
+        # Summed on the device, read once per step: a float() per micro-batch would stall the GPU queue.
+        summed = torch.zeros((), device=device)
         for a, batch in enumerate(micro):
             last = a == len(micro) - 1
             no_sync = step_fn.no_sync() if world > 1 and not last else contextlib.nullcontext()  # type: ignore[operator]
             with no_sync:
                 loss = step_fn(**_to(batch, device)) * (world / loss_tokens)
                 loss.backward()
-            step_loss += float(loss.detach()) / world
-        (step_loss,) = processes.sum(step_loss)
+            summed += loss.detach()
+        (step_loss,) = processes.sum(float(summed) / world)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, params.max_grad_norm))
         learning_rate = scheduler.get_last_lr()[0]
         optimizer.step()
