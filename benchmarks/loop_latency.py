@@ -25,7 +25,7 @@ import dagster as dg
 from benchmarks._common import machine
 from codelupe_pipeline.assets.curation import CURATED_SNAPSHOT
 from codelupe_pipeline.assets.ingestion import SOURCES
-from codelupe_pipeline.automation.jobs import ingest_and_curate_job, train_adapter_job
+from codelupe_pipeline.automation.jobs import TRAIN_ADAPTER, ingest_and_curate_job
 from codelupe_pipeline.automation.schedules import PENDING
 from codelupe_pipeline.automation.sources_sensor import partition_range_tags
 from codelupe_pipeline.definitions import build_definitions
@@ -75,9 +75,7 @@ def curate(defs: dg.Definitions, instance: dg.DagsterInstance) -> tuple[str, flo
 def wait_for_training(instance: dg.DagsterInstance, version: str, timeout: float) -> dg.RunRecord:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        records = instance.get_run_records(
-            dg.RunsFilter(job_name=train_adapter_job.name, tags={"dagster/run_key": version})
-        )
+        records = instance.get_run_records(dg.RunsFilter(job_name=TRAIN_ADAPTER, tags={"dagster/run_key": version}))
         if records and records[0].start_time is not None:
             return records[0]
         time.sleep(0.5)

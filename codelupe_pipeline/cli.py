@@ -52,7 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     prepare_dagster_home(settings)
     import dagster as dg
 
-    from codelupe_pipeline.automation.jobs import full_pipeline_job
+    from codelupe_pipeline.automation.jobs import FULL_PIPELINE
     from codelupe_pipeline.automation.run_once import run_pipeline_once
     from codelupe_pipeline.definitions import build_definitions
     from codelupe_pipeline.progress import RunProgress
@@ -70,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"CodeLupe: data in {settings.data_dir}, model {settings.model}, device {settings.device}")
     started = time.monotonic()
     run_id = str(uuid.uuid4())  # known before the run starts, so the progress bar can follow it
-    steps = len(defs.resolve_job_def(full_pipeline_job.name).nodes)
+    steps = len(defs.resolve_job_def(FULL_PIPELINE).nodes)
     with dg.DagsterInstance.get() as instance, RunProgress(instance, run_id, steps, disable=not bar):
         run = run_pipeline_once(defs, instance, run_config, run_id=run_id)
     result = run.result

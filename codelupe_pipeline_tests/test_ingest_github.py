@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from codelupe_pipeline.assets.ingestion import SOURCES, github_repositories, raw_code_files
-from codelupe_pipeline.automation.jobs import discover_github_job, full_pipeline_job
+from codelupe_pipeline.automation.jobs import build_gpu_jobs, discover_github_job
 from codelupe_pipeline.automation.run_once import run_pipeline_once
 from codelupe_pipeline.automation.sources_sensor import build_sources_sensor
 from codelupe_pipeline.definitions import build_definitions
@@ -233,7 +233,7 @@ def test_codelupe_run_discovers_then_ingests_every_source_and_retires_removed_on
         full = build_definitions(settings)
         defs = dg.Definitions(  # ingestion only: the same jobs select just these assets here
             assets=[github_repositories, raw_code_files],
-            jobs=[discover_github_job, full_pipeline_job],
+            jobs=[discover_github_job, build_gpu_jobs()[0]],
             resources=full.resources,
         )
         first = run_pipeline_once(defs, instance, {})

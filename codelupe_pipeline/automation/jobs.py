@@ -23,6 +23,8 @@ discover_github_job = dg.define_asset_job(
 )
 # Runs that hold the GPU carry this tag; dagster.yaml lets one such run execute at a time, the rest queue.
 GPU_TAGS = {"codelupe/resource": "gpu"}
+# Their tags come from the settings, so the jobs are built with the definitions; their names are fixed.
+FULL_PIPELINE, TRAIN_ADAPTER = "full_pipeline", "train_adapter"
 
 ingest_and_curate_job = dg.define_asset_job(
     "ingest_and_curate",
@@ -36,19 +38,16 @@ def build_gpu_jobs(
 ) -> tuple[UnresolvedAssetJobDefinition, UnresolvedAssetJobDefinition]:
     """The jobs that hold the GPU, with their run tags: GPU_TAGS and the user's CODELUPE_GPU_RUN_TAGS."""
     full_pipeline = dg.define_asset_job(
-        "full_pipeline",
+        FULL_PIPELINE,
         selection=dg.AssetSelection.all() - _DISCOVERY,
         description="Ingest the given sources, curate, train, benchmark and register, end to end.",
         tags=tags,
     )
     train_adapter = dg.define_asset_job(
-        "train_adapter",
+        TRAIN_ADAPTER,
         selection=dg.AssetSelection.groups("training"),
         description="Train a LoRA adapter on a curated snapshot and register it as `challenger`; its evaluation "
         "and promotion follow by declarative automation.",
         tags=tags,
     )
     return full_pipeline, train_adapter
-
-
-full_pipeline_job, train_adapter_job = build_gpu_jobs()

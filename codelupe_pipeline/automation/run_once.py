@@ -15,7 +15,7 @@ from typing import Any
 import dagster as dg
 
 from codelupe_pipeline.assets.ingestion import SOURCES
-from codelupe_pipeline.automation.jobs import discover_github_job, full_pipeline_job
+from codelupe_pipeline.automation.jobs import FULL_PIPELINE, discover_github_job
 from codelupe_pipeline.automation.sources_sensor import REMOVED, latest_source_status, partition_range_tags
 from codelupe_pipeline.resources import SourcesResource
 
@@ -49,7 +49,7 @@ def run_pipeline_once(
     if new:
         instance.add_dynamic_partitions(SOURCES, new)
     keys = list(instance.get_dynamic_partitions(SOURCES))
-    result = defs.resolve_job_def(full_pipeline_job.name).execute_in_process(
+    result = defs.resolve_job_def(FULL_PIPELINE).execute_in_process(
         run_config=dict(run_config),
         instance=instance,
         tags=partition_range_tags(keys),
