@@ -50,7 +50,6 @@ def make_job(fixture: TrainingFixture, where: Path, init_adapter: str | None = N
         params=replace(params, **changes),
         init_adapter=init_adapter,
         fim=TINY.fim,
-        file_separator=TINY.file_separator,
         flops=FlopsModel(counts.active_params - counts.embedding_params, counts.num_layers, counts.hidden_size),
         peak_flops=1e11,  # a stated CPU peak: these tests do not measure it
     )

@@ -18,7 +18,15 @@ from codelupe_pipeline.train.packing import (
     sample_spans,
 )
 from codelupe_pipeline.train.profiles import PROFILES
-from codelupe_pipeline.train.samples import IGNORE_INDEX, Sample, SampleSpec, SnapshotFile, build_samples
+from codelupe_pipeline.train.samples import (
+    IGNORE_INDEX,
+    Sample,
+    SampleSpec,
+    SnapshotFile,
+    build_samples,
+    file_header,
+    file_separator,
+)
 from codelupe_pipeline.train.trainer import CausalLMLoss
 from codelupe_pipeline_tests import corpus
 from codelupe_pipeline_tests.training_snapshot import FIXTURE_FILES, TrainingFixture, build_training_fixture
@@ -45,7 +53,7 @@ def decode(tokenizer: object, ids: np.ndarray) -> str:
 
 
 def spec(*formats: str, seq_len: int = 256, seed: int = 7) -> SampleSpec:
-    return SampleSpec(formats, seq_len, seed, TINY.fim, TINY.file_separator)
+    return SampleSpec(formats, seq_len, seed, TINY.fim, "<|file_sep|>")  # the tiny tokenizer's
 
 
 @pytest.mark.parametrize(
@@ -262,3 +270,11 @@ def test_training_loss_of_a_packed_batch_is_the_sum_of_its_samples(
         )
     assert float(packed) == pytest.approx(float(alone), rel=1e-5)
     assert int(batch["loss_tokens"]) == sum(len(s) - s.prompt_len for row in rows for s in row)
+
+
+def test_the_file_separator_is_the_tokenizers_own(tokenizer: object) -> None:
+    """Training and the held-out evaluation frame files with the same token: the one the tokenizer has."""
+    assert file_separator(tokenizer.get_vocab()) == "<|file_sep|>"  # type: ignore[attr-defined]
+    assert file_separator({"<file_sep>": 7, "x": 1}) == "<file_sep>"
+    assert file_separator({"x": 1}) == "" and file_header("", "a.py") == ""
+    assert file_header("<|file_sep|>", "a.py") == "<|file_sep|>a.py\n"

@@ -419,7 +419,6 @@ def lora_adapter(
         device=device,
         init_adapter=init_dir,
         fim=profile.fim,
-        file_separator=profile.file_separator,
         chat_template=profile.chat_template,
         flops=FlopsModel(counts.active_params - counts.embedding_params, counts.num_layers, counts.hidden_size),
         peak_flops=config.peak_tflops * 1e12,

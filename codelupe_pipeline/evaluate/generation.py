@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from codelupe_pipeline.train.samples import file_separator
+
 log = logging.getLogger(__name__)
 BACKENDS = ("auto", "vllm", "transformers")
 VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the ranks vLLM's LoRA kernels are built for
@@ -68,15 +70,6 @@ class Request:
 def truncate_at_stop(text: str, stops: Sequence[str]) -> str:
     cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=len(text))
     return text[:cut]
-
-
-# The tokens that start a file in repo-level pretraining (Qwen2.5-Coder's, StarCoder2's): training frames each
-# file with the model's own (train/samples.py); without one, files go unframed.
-FILE_SEPARATORS = ("<|file_sep|>", "<file_sep>")
-
-
-def file_separator(vocab: Mapping[str, int]) -> str:
-    return next((token for token in FILE_SEPARATORS if token in vocab), "")
 
 
 class Backend(Protocol):

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
+from codelupe_pipeline.train.samples import file_header
+
 
 class SourceFile(Protocol):
     """A file of the snapshot (train/samples.py's SnapshotFile), without importing training's dependencies."""
@@ -101,7 +103,7 @@ class HeldoutSet:
 
 
 def _framed(file_separator: str, path: str, text: str) -> str:
-    return f"{file_separator}{path}\n{text}" if file_separator else text
+    return file_header(file_separator, path) + text
 
 
 def _python_functions(content: str) -> list[tuple[int, int]]:

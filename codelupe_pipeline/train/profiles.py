@@ -78,7 +78,6 @@ class ModelProfile:
     chat_format: str = "chatml"  # chatml, deepseek, llama2 or none (a base model)
     chat_template: str | None = CHATML_TEMPLATE  # used when the tokenizer ships none
     fim: FimTokens | None = None
-    file_separator: str | None = None  # the token that starts a file in repo-level pretraining
     sample_formats: tuple[str, ...] = ("completion",)  # what to train on when the run config says nothing
     eos_token: str = "<|endoftext|>"
     tie_word_embeddings: bool = False
@@ -118,7 +117,6 @@ _QWEN = {
     "max_position_embeddings": 32768,
     "lora_target_modules": ATTENTION_AND_MLP,
     "fim": QWEN_FIM,
-    "file_separator": "<|file_sep|>",
     "sample_formats": ("completion", "fim"),
     "config_extra": {"rope_theta": 1000000.0},
 }
@@ -146,7 +144,6 @@ PROFILES: dict[str, ModelProfile] = {
             grad_accum_steps=1,
             max_steps=150,
             fim=QWEN_FIM,
-            file_separator="<|file_sep|>",
             sample_formats=("completion", "fim"),
             tie_word_embeddings=True,
             note="Qwen2 architecture, random weights, BPE tokenizer trained on the curated corpus; CPU-sized.",
@@ -271,7 +268,6 @@ PROFILES: dict[str, ModelProfile] = {
             chat_format="none",
             chat_template=None,
             fim=FimTokens("<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
-            file_separator="<file_sep>",
             sample_formats=("completion", "fim"),
             config_extra={"sliding_window": 4096, "use_bias": True, "bos_token_id": 0, "eos_token_id": 0},
             license="BigCode-OpenRAIL-M",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import bisect
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,7 +76,21 @@ class SampleSpec:
     seq_len: int
     seed: int
     fim: FimTokens | None = None
-    file_separator: str | None = None
+    file_separator: str = ""  # the model's own (`file_separator`); "" = files go unframed
+
+
+# The tokens that start a file in repo-level pretraining (Qwen2.5-Coder's, StarCoder2's). Training and the
+# held-out evaluation frame each file with the one the tokenizer has, so both see the same text.
+FILE_SEPARATORS = ("<|file_sep|>", "<file_sep>")
+
+
+def file_separator(vocab: Mapping[str, int]) -> str:
+    return next((token for token in FILE_SEPARATORS if token in vocab), "")
+
+
+def file_header(separator: str, path: str) -> str:
+    """What precedes a file's content: the separator and the path on its own line, or nothing."""
+    return f"{separator}{path}\n" if separator else ""
 
 
 @dataclass
@@ -195,7 +209,7 @@ def _file_samples(file: SnapshotFile, tokenizer: Any, spec: SampleSpec, budget: 
     offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
     token_starts = [start for start, _ in offsets]
     rng = random.Random(f"{spec.seed}:{file.repo}:{file.path}")
-    header = f"{spec.file_separator}{file.path}\n" if spec.file_separator else ""
+    header = file_header(spec.file_separator, file.path)
     targets = _targets(text, file.language, token_starts, budget)
     formats = [rng.choice(spec.formats) for _ in targets]
     instructions = [rng.choice(INSTRUCTIONS) for _ in targets]

@@ -46,6 +46,7 @@ from codelupe_pipeline.train.samples import (
     SampleReport,
     SampleSpec,
     build_samples,
+    file_separator,
     read_snapshot_files,
 )
 from codelupe_pipeline.train.throughput import FlopsModel, measure_peak_flops, peak_memory_bytes
@@ -97,7 +98,6 @@ class TrainingJob:
     device: str = "cpu"
     init_adapter: str | None = None  # continue training this adapter (the champion) instead of a fresh one
     fim: FimTokens | None = None
-    file_separator: str | None = None
     chat_template: str | None = None  # the profile's, for a tokenizer that ships none
     flops: FlopsModel | None = None  # for MFU; None = not reported
     peak_flops: float = 0.0  # device FLOP/s for MFU; 0 = measure
@@ -214,7 +214,8 @@ def prepare_data(job: TrainingJob, tokenizer: Any) -> TrainingData:
         validation_files = train_files[::20]
         train_files = [f for i, f in enumerate(train_files) if i % 20]
         note = f"{len(validation_files)} files held out of the train split (the snapshot has no validation split)"
-    spec = SampleSpec(params.sample_formats, params.seq_len, params.seed, job.fim, job.file_separator)
+    separator = file_separator(tokenizer.get_vocab())
+    spec = SampleSpec(params.sample_formats, params.seq_len, params.seed, job.fim, separator)
     train, report = build_samples(train_files, tokenizer, spec)
     validation, validation_report = build_samples(validation_files, tokenizer, spec)
     if not train:
