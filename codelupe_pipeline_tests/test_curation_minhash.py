@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from codelupe_pipeline.curate import shingles
 from codelupe_pipeline.curate.minhash import estimated_jaccard, signatures
 from codelupe_pipeline.curate.shingles import ngram_hashes, token_hashes, window_hashes
 from codelupe_pipeline.curate.sql_models import load_models, run_model
@@ -32,9 +33,10 @@ def test_tokens_are_identifier_runs_lowercased() -> None:
     )
 
 
-def test_a_batch_hashes_each_document_as_if_alone() -> None:
+def test_a_batch_hashes_each_document_as_if_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     """Documents are laid end to end in one buffer: no token may run from one into the next, and the work is
     split into cache-sized chunks; neither may change a hash."""
+    monkeypatch.setattr(shingles, "_CHUNK_BYTES", 4096)  # the 60 documents then span dozens of chunks
     docs = [synthetic_module(seed) for seed in range(60)] + ["tail", "", None, "head and", "more"]
     batch = token_hashes(pa.chunked_array([pa.array(docs[:30]), pa.array(docs[30:])]))
     assert len(batch.counts) == len(docs)

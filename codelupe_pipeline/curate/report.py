@@ -53,9 +53,6 @@ class CurationReport:
     redactions: dict[str, tuple[int, int]]  # kind -> (findings, files)
     contaminated: list[ContaminatedFile] = field(default_factory=list)
 
-    def dropped(self, rule: str) -> int:
-        return next((s.files for s in self.funnel if s.stage == f"dropped: {rule}"), 0)
-
 
 def read_report(con: duckdb.DuckDBPyConnection) -> CurationReport:
     funnel = [

@@ -233,10 +233,10 @@ def _slack_webhook(match: re.Match[str], text: str, min_entropy: float) -> Span 
 
 
 SECRET_NAMES = (
-    "secret", "token", "passw", "pwd", "apikey", "api_key", "apikey", "access_key", "accesskey", "auth_key",
+    "secret", "token", "passw", "pwd", "apikey", "api_key", "access_key", "accesskey", "auth_key",
     "authkey", "private_key", "privatekey", "credential",
 )  # fmt: skip
-_SECRET_NAME = "(?:" + "|".join(re.escape(name).replace("_", "_?") for name in dict.fromkeys(SECRET_NAMES)) + ")"
+_SECRET_NAME = "(?:" + "|".join(re.escape(name).replace("_", "_?") for name in SECRET_NAMES) + ")"
 _HEX_HASH = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 _NOT_PASSWORDS = frozenset({"password", "passwd", "pass", "pwd", "secret", "token", "x", "user"})
 _URL_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/@]*$")

@@ -73,6 +73,7 @@ class Boundaries:
 
     offsets: tuple[int, ...]  # ascending, always starting with 0
     kind: str  # "definition", "blank_line" or "line"
+    line_starts: tuple[int, ...] = (0,)  # where every line starts (samples cut targets at line starts too)
 
 
 def _line_starts(text: str) -> list[int]:
@@ -116,4 +117,4 @@ def find_boundaries(text: str, language: str) -> Boundaries:
         kind = "line"
         found = list(range(1, len(starts)))
     offsets = sorted({0, *(starts[i] for i in found)})
-    return Boundaries(tuple(offsets), kind)
+    return Boundaries(tuple(offsets), kind, tuple(starts))

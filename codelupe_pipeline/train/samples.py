@@ -133,7 +133,7 @@ def _targets(text: str, language: str, token_starts: list[int], budget: int) -> 
     """Consecutive targets of at most `budget` tokens, each starting at a boundary after the first unit."""
     bounds = find_boundaries(text, language)
     units = [*bounds.offsets[1:], len(text)]
-    line_starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n" and i + 1 < len(text)]
+    line_starts = bounds.line_starts
 
     targets: list[_Target] = []
     start, kind = units[0], bounds.kind
